@@ -1,0 +1,173 @@
+r"""Sampling by reversing the forward SDE: reverse SDE (Euler–Maruyama) or probability-flow ODE.
+
+With $\tau = T - t$ running forward, the reverse-time SDE of Anderson (1982) is
+$dx = [g^2 s(x, t) - f(x, t)]\,d\tau + g(t)\,d\bar W_\tau$ and the probability-flow ODE is
+$dx/d\tau = \tfrac12 g^2 s(x, t) - f(x, t)$; both carry $p_T$ to $p_{t_0}$. Integration stops at
+an early-stopping time $t_0 > 0$, where the score of a learned model is least reliable.
+
+**Which solver, and why.** The ODE goes through Diffrax (`Tsit5`, adaptive PID steps): an
+adaptive high-order solver is where a library earns its keep. The reverse SDE is a fused
+Euler–Maruyama `lax.scan` by default. Diffrax's SDE path pays for its generality on this job
+(per-step Brownian path evaluation and solver state), and `benchmarks/sampling.py` measures it on
+a score-dominated job, 4000 particles x 500 steps, against `UnsafeBrownianPath` (the fastest
+Diffrax configuration) and a `VirtualBrownianTree`. `backend="diffrax"` runs the Diffrax
+version, which gives the same law.
+"""
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import lineax as lx
+
+from ._checks import check_time
+from ._types import Key
+
+METHODS = ("sde", "ode")
+BACKENDS = ("scan", "diffrax")
+
+
+def _batched(score):
+    return jax.vmap(score, in_axes=(0, None))
+
+
+def _check_args(sde, n, dim, steps, t0, method, backend):
+    for name, v in (("n", n), ("dim", dim), ("steps", steps)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v}.")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    t0 = check_time(t0, sde.T, "t0")
+    return t0
+
+
+def _em_scan(score, sde, x, t0, key, steps: int, save_every: int):
+    """Euler–Maruyama from T to t0 on a uniform grid; saves every `save_every` steps."""
+    T = sde.T
+    dt = (T - t0) / steps
+    bscore = _batched(score)
+
+    def step(x, i):
+        t = T - i * dt
+        g = sde.diffusion(t)
+        z = jr.normal(jr.fold_in(key, i), x.shape)
+        x = x + (g**2 * bscore(x, t) - sde.drift(x, t)) * dt + g * jnp.sqrt(dt) * z
+        return x, None
+
+    def block(x, j):
+        x, _ = jax.lax.scan(step, x, j * save_every + jnp.arange(save_every))
+        return x, x
+
+    x_end, xs = jax.lax.scan(block, x, jnp.arange(steps // save_every))
+    return x_end, xs
+
+
+def _diffrax_sde(score, sde, x, t0, key, steps: int, brownian: str = "unsafe", ts=None):
+    """Euler–Maruyama via `diffrax.diffeqsolve` in reversed time tau = T - t."""
+    T = sde.T
+    bscore = _batched(score)
+
+    def drift(tau, y, args):
+        t = T - tau
+        return sde.diffusion(t) ** 2 * bscore(y, t) - sde.drift(y, t)
+
+    def diffusion(tau, y, args):
+        return lx.DiagonalLinearOperator(sde.diffusion(T - tau) * jnp.ones_like(y))
+
+    span = T - t0
+    if brownian == "unsafe":
+        bm = dfx.UnsafeBrownianPath(shape=x.shape, key=key)
+    else:
+        bm = dfx.VirtualBrownianTree(0.0, span, tol=span / steps / 2, shape=x.shape, key=key)
+    terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(diffusion, bm))
+    saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=T - ts)
+    sol = dfx.diffeqsolve(
+        terms, dfx.Euler(), 0.0, span, span / steps, x, saveat=saveat,
+        stepsize_controller=dfx.ConstantStepSize(), max_steps=steps + 1,
+        adjoint=dfx.ForwardMode() if brownian == "unsafe" else dfx.RecursiveCheckpointAdjoint(),
+    )
+    return sol.ys
+
+
+def _pf_ode(score, sde, x, t0, ts=None, rtol=1e-4, atol=1e-4, dt0=None):
+    """Probability-flow ODE with Tsit5 and PID step-size control, in reversed time."""
+    T = sde.T
+    bscore = _batched(score)
+
+    def vf(tau, y, args):
+        t = T - tau
+        return 0.5 * sde.diffusion(t) ** 2 * bscore(y, t) - sde.drift(y, t)
+
+    span = T - t0
+    saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=T - ts)
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(vf), dfx.Tsit5(), 0.0, span, span / 50 if dt0 is None else dt0, x,
+        saveat=saveat, stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
+        max_steps=16_384, adjoint=dfx.ForwardMode(),
+    )
+    return sol.ys, sol.stats["num_steps"]
+
+
+@eqx.filter_jit
+def _sample(score, sde, key, t0, n, dim, method, steps, backend):
+    pk, nk = jr.split(key)
+    x = sde.prior_sample(n, dim, key=pk)
+    if method == "ode":
+        return _pf_ode(score, sde, x, t0)[0][-1]
+    if backend == "diffrax":
+        return _diffrax_sde(score, sde, x, t0, nk, steps)[-1]
+    return _em_scan(score, sde, x, t0, nk, steps, steps)[0]
+
+
+def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps: int = 500,
+           t0: float = 1e-3, backend: str = "scan"):
+    r"""Draw `n` samples by integrating from $t = T$ (the prior) down to $t_0$.
+
+    **Arguments:**
+
+    - `score`: callable `(x, t) -> s` on one point (`ScoreMLP`, `ExactScore`, ...).
+    - `sde`: the forward `AbstractSDE`.
+    - `n`, `dim`: number of samples and data dimension.
+    - `key`: PRNG key. (Keyword only, as all below.)
+    - `method`: `"sde"` (reverse SDE, Euler–Maruyama with `steps` steps) or `"ode"`
+      (probability-flow ODE, adaptive Tsit5; `steps` is ignored).
+    - `t0`: early-stopping time in $[0, T]$ (may be an array: changing it never recompiles).
+    - `backend`: `"scan"` (default, fused) or `"diffrax"` for the reverse SDE.
+
+    **Returns:** samples at $t_0$, shape `(n, dim)`.
+    """
+    t0 = _check_args(sde, n, dim, steps, t0, method, backend)
+    return _sample(score, sde, key, jnp.asarray(t0, dtype=float), n, dim, method, steps, backend)
+
+
+@eqx.filter_jit
+def _trajectories(score, sde, key, t0, n, dim, method, steps, n_saves):
+    pk, nk = jr.split(key)
+    x = sde.prior_sample(n, dim, key=pk)
+    ts = sde.T - (sde.T - t0) * jnp.arange(n_saves + 1) / n_saves
+    if method == "ode":
+        xs = _pf_ode(score, sde, x, t0, ts=ts)[0]
+        return ts, xs
+    _, xs = _em_scan(score, sde, x, t0, nk, steps, steps // n_saves)
+    return ts, jnp.concatenate([x[None], xs])
+
+
+def trajectories(score, sde, n: int, dim: int, *, key: Key, method: str = "sde",
+                 steps: int = 500, n_saves: int = 50, t0: float = 1e-3):
+    r"""Like `sample`, but keeps `n_saves + 1` snapshots from $T$ down to $t_0$ for plotting.
+
+    For the SDE, `steps` must be a multiple of `n_saves` (snapshots fall on solver steps).
+
+    **Returns:** `(ts, xs)`: times, shape `(n_saves + 1,)`, decreasing from $T$ to $t_0$, and
+    particles, shape `(n_saves + 1, n, dim)`.
+    """
+    t0 = _check_args(sde, n, dim, steps, t0, method, "scan")
+    if int(n_saves) != n_saves or n_saves < 1:
+        raise ValueError(f"n_saves must be a positive integer, got {n_saves}.")
+    if method == "sde" and steps % n_saves:
+        raise ValueError(f"steps ({steps}) must be a multiple of n_saves ({n_saves}).")
+    return _trajectories(score, sde, key, jnp.asarray(t0, dtype=float), n, dim, method, steps,
+                         n_saves)

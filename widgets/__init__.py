@@ -1,0 +1,3 @@
+"""Interactive explorers for the sgmteach tutorials (ipywidgets + plotly)."""
+
+__all__: list[str] = []
