@@ -5,6 +5,7 @@ from .losses import dsm_loss as dsm_loss
 from .losses import esm_loss as esm_loss
 from .metrics import (
     Floor as Floor,
+    distance_to_target as distance_to_target,
 )
 from .metrics import (
     mc_floor as mc_floor,

@@ -74,7 +74,7 @@ class GaussianMixture(eqx.Module):
         std = jnp.broadcast_to(jnp.asarray(std, dtype=float), (k,))
         if is_concrete(std) and (np.asarray(std) <= 0).any():
             raise ValueError(f"std must be > 0, got {np.asarray(std)}.")
-        return cls(weights, means, std[:, None, None] ** 2 * jnp.eye(d))
+        return cls(weights, means, std[:, None, None] ** 2 * jnp.eye(d)[None])
 
     @property
     def dim(self) -> int:
@@ -91,7 +91,7 @@ class GaussianMixture(eqx.Module):
     def cov(self):
         """Mixture covariance, shape `(d, d)`."""
         mu = self.mean()
-        dm = self.means - mu
+        dm = self.means - mu[None]
         return jnp.einsum("k,kij->ij", self.weights, self.covs) + jnp.einsum(
             "k,ki,kj->ij", self.weights, dm, dm
         )
@@ -104,9 +104,12 @@ class GaussianMixture(eqx.Module):
         return self.means[comp] + jnp.einsum("nij,nj->ni", self.chol[comp], z)
 
     def _component_logps(self, x):
-        diff = x[..., None, :] - self.means  # (..., k, d)
+        # log w_k + log N(x; mu_k, Sigma_k), shape (..., k); leading axes broadcast explicitly.
+        lead = (1,) * (jnp.ndim(x) - 1)
+        diff = x[..., None, :] - self.means.reshape(lead + self.means.shape)  # (..., k, d)
         quad = jnp.einsum("...ki,kij,...kj->...k", diff, self.precs, diff)
-        return -0.5 * (quad + self.logdets + self.dim * jnp.log(2 * jnp.pi)), diff
+        const = jnp.log(self.weights) - 0.5 * (self.logdets + self.dim * jnp.log(2 * jnp.pi))
+        return const.reshape(lead + const.shape) - 0.5 * quad, diff
 
     def _check_x(self, x):
         if jnp.shape(x)[-1:] != (self.dim,):
@@ -116,19 +119,19 @@ class GaussianMixture(eqx.Module):
         """Log density at `x`, shape `(..., d) -> (...)`."""
         self._check_x(x)
         logps, _ = self._component_logps(x)
-        return jax.nn.logsumexp(logps + jnp.log(self.weights), axis=-1)
+        return jax.nn.logsumexp(logps, axis=-1)
 
     def responsibilities(self, x):
         r"""Posterior component probabilities $p(k \mid x)$, shape `(..., d) -> (..., k)`."""
         self._check_x(x)
         logps, _ = self._component_logps(x)
-        return jax.nn.softmax(logps + jnp.log(self.weights), axis=-1)
+        return jax.nn.softmax(logps, axis=-1)
 
     def score(self, x):
         r"""Exact score $\nabla_x \log p(x) = -\sum_k p(k\mid x)\,\Sigma_k^{-1}(x - \mu_k)$."""
         self._check_x(x)
         logps, diff = self._component_logps(x)
-        r = jax.nn.softmax(logps + jnp.log(self.weights), axis=-1)  # (..., k)
+        r = jax.nn.softmax(logps, axis=-1)  # (..., k)
         return -jnp.einsum("...k,kij,...kj->...i", r, self.precs, diff)
 
     def diffuse(self, sde, t) -> "GaussianMixture":
@@ -140,7 +143,7 @@ class GaussianMixture(eqx.Module):
         """
         t = check_time(t, sde.T)
         m, s = sde.marginal_mean_std(t)
-        covs = m**2 * self.covs + s**2 * jnp.eye(self.dim)
+        covs = m**2 * self.covs + s**2 * jnp.eye(self.dim)[None]
         return GaussianMixture(self.weights, m * self.means, covs)
 
 
@@ -200,7 +203,7 @@ def two_moons(k: int = 8, std: float = 0.15, *, scale: float = 2.0, dim: int = 2
     a = jnp.pi * jnp.arange(k) / (k - 1)
     upper = jnp.stack([jnp.cos(a), jnp.sin(a)], -1)
     lower = jnp.stack([1 - jnp.cos(a), 0.5 - jnp.sin(a)], -1)
-    means = scale * (jnp.concatenate([upper, lower]) - jnp.array([0.5, 0.25]))
+    means = scale * (jnp.concatenate([upper, lower]) - jnp.array([[0.5, 0.25]]))
     return GaussianMixture.isotropic(_uniform(2 * k), _pad(means, dim), std)
 
 

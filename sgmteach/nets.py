@@ -16,7 +16,7 @@ class TimeEmbedding(eqx.Module):
     freqs: jax.Array
     T: Scalar = eqx.field(converter=jnp.asarray, default=1.0)
 
-    def __init__(self, size: int = 32, max_freq: float = 32.0, T: float = 1.0):
+    def __init__(self, size: int = 32, max_freq: float = 32.0, T: float | Scalar = 1.0):
         if size < 2 or size % 2:
             raise ValueError(f"size must be an even integer >= 2, got {size}.")
         self.freqs = jnp.geomspace(0.5, max_freq, size // 2)

@@ -22,7 +22,7 @@ import jax.random as jr
 import lineax as lx
 
 from ._checks import check_time
-from ._types import Key
+from ._types import Key, Scalar
 
 METHODS = ("sde", "ode")
 BACKENDS = ("scan", "diffrax")
@@ -123,7 +123,7 @@ def _sample(score, sde, key, t0, n, dim, method, steps, backend):
 
 
 def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps: int = 500,
-           t0: float = 1e-3, backend: str = "scan"):
+           t0: float | Scalar = 1e-3, backend: str = "scan"):
     r"""Draw `n` samples by integrating from $t = T$ (the prior) down to $t_0$.
 
     **Arguments:**
@@ -156,7 +156,7 @@ def _trajectories(score, sde, key, t0, n, dim, method, steps, n_saves):
 
 
 def trajectories(score, sde, n: int, dim: int, *, key: Key, method: str = "sde",
-                 steps: int = 500, n_saves: int = 50, t0: float = 1e-3):
+                 steps: int = 500, n_saves: int = 50, t0: float | Scalar = 1e-3):
     r"""Like `sample`, but keeps `n_saves + 1` snapshots from $T$ down to $t_0$ for plotting.
 
     For the SDE, `steps` must be a multiple of `n_saves` (snapshots fall on solver steps).

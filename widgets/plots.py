@@ -1,0 +1,53 @@
+"""Static plotly figures shared by the tutorials (plots, not printed arrays)."""
+
+import jax.numpy as jnp
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["particles_grid", "density_grid", "curves"]
+
+
+def density_grid(mixture, half: float, size: int = 80):
+    """`(axis, density)` of a 2-D `GaussianMixture` on a square grid of half-width `half`."""
+    axis = np.linspace(-half, half, size)
+    pts = jnp.stack(jnp.meshgrid(axis, axis), -1)
+    return axis, np.asarray(jnp.exp(mixture.log_prob(pts)))
+
+
+def particles_grid(panels, *, half: float = 6.0, max_points: int = 3000, height: int = 330,
+                   title: str | None = None):
+    """One row of panels, each particles over an optional exact density.
+
+    `panels`: list of `(title, particles (n, 2) or None, mixture or None)`.
+    """
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
+                        horizontal_spacing=0.03)
+    for i, (_, x, mix) in enumerate(panels, start=1):
+        if mix is not None:
+            axis, dens = density_grid(mix, half)
+            fig.add_trace(go.Heatmap(x=axis, y=axis, z=dens, colorscale="Blues",
+                                     showscale=False, hoverinfo="skip"), 1, i)
+        if x is not None:
+            x = np.asarray(x)[:max_points]
+            fig.add_trace(go.Scattergl(x=x[:, 0], y=x[:, 1], mode="markers",
+                                       marker=dict(size=2.5, color="#d62728", opacity=0.5),
+                                       showlegend=False), 1, i)
+        fig.update_xaxes(range=[-half, half], showticklabels=False, row=1, col=i)
+        fig.update_yaxes(range=[-half, half], showticklabels=False, scaleanchor=f"x{i}",
+                         row=1, col=i)
+    fig.update_layout(height=height, width=max(260 * len(panels), 500), title=title,
+                      margin=dict(l=10, r=10, t=60 if title else 40, b=10))
+    return fig
+
+
+def curves(x, ys: dict, *, xlabel: str = "", ylabel: str = "", log_x: bool = False,
+           log_y: bool = False, title: str | None = None, height: int = 330, width: int = 600):
+    """Line plot of several named curves over a shared x; `None`-free dict name -> values."""
+    fig = go.Figure([go.Scatter(x=np.asarray(x), y=np.asarray(y), name=name, mode="lines")
+                     for name, y in ys.items()])
+    fig.update_layout(height=height, width=width, title=title,
+                      xaxis=dict(title=xlabel, type="log" if log_x else "linear"),
+                      yaxis=dict(title=ylabel, type="log" if log_y else "linear"),
+                      margin=dict(l=50, r=20, t=50 if title else 20, b=40))
+    return fig

@@ -1,0 +1,133 @@
+"""`NoiseScheduleExplorer`: forward noising of a mixture, particles beside the exact density."""
+
+import equinox as eqx
+import ipywidgets as W
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+import sgmteach as sg
+
+from .base import Explorer, default_particles, to_numpy
+
+__all__ = ["NoiseScheduleExplorer", "make_sde", "SDE_KINDS"]
+
+SDE_KINDS = {
+    "VP, linear β": "vp-linear",
+    "VP, cosine": "vp-cosine",
+    "sub-VP, linear β": "subvp-linear",
+    "VE, geometric σ": "ve",
+}
+BETA_MIN, SIGMA_MIN = 0.1, 0.01
+
+
+def make_sde(kind: str, noise):
+    """The SDE a kind name stands for, with `noise` its beta_max (VP kinds) or sigma_max (VE).
+
+    `noise` becomes an array, so under jit a new value is traced, never recompiled.
+    """
+    noise = jnp.asarray(noise, float)
+    if kind == "vp-linear":
+        return sg.VPSDE(BETA_MIN, noise)
+    if kind == "vp-cosine":
+        return sg.VPSDE(BETA_MIN, noise, "cosine")
+    if kind == "subvp-linear":
+        return sg.SubVPSDE(BETA_MIN, noise)
+    if kind == "ve":
+        return sg.VESDE(SIGMA_MIN, noise)
+    raise ValueError(f"unknown SDE kind {kind!r}; choose one of {list(SDE_KINDS.values())}")
+
+
+@eqx.filter_jit
+def _frame(sde, target, x0, z, t, ts, grid_size: int):
+    m, s = sde.marginal_mean_std(t)
+    xt = m * x0 + s * z
+    radius = jnp.max(jnp.linalg.norm(target.means, axis=-1)) + 3 * jnp.sqrt(
+        jnp.max(jnp.linalg.eigvalsh(target.covs)))
+    half = m * radius + 3.5 * s
+    axis = jnp.linspace(-half, half, grid_size)
+    gx, gy = jnp.meshgrid(axis, axis)
+    pts = jnp.stack([gx, gy], -1)
+    density = jnp.exp(target.diffuse(sde, t).log_prob(pts))
+    curve_m, curve_s = jax.vmap(sde.marginal_mean_std)(ts)
+    return xt, axis, density, curve_m, curve_s, m, s
+
+
+class NoiseScheduleExplorer(Explorer):
+    r"""Forward SDE on a 2-D mixture: particles $x_t = m_t x_0 + s_t z$ over the exact $p_t$.
+
+    Controls: the SDE (`sde`), its largest noise level `noise` ($\beta_{\max}$ for the VP kinds,
+    $\sigma_{\max}$ for VE; the label follows the SDE) and the time `t`.
+    Particles keep their $x_0$ and $z$, so moving `t` moves the same cloud. The right panel
+    shows $m_t$ and $s_t$ over $[0, T]$ with the current time marked.
+
+    **Arguments (all optional):** `target` (a 2-D `GaussianMixture`, default `sg.ring()`),
+    `n` (particles, default by backend), `key`, `grid_size` (density grid).
+    """
+
+    def __init__(self, target=None, *, n: int | None = None, key=None, grid_size: int = 60):
+        self.target = sg.ring() if target is None else target
+        if self.target.dim != 2:
+            raise ValueError(f"target must be 2-D to plot, got d={self.target.dim}.")
+        key = jr.key(0) if key is None else key
+        n = default_particles() if n is None else n
+        xk, zk = jr.split(key)
+        self._x0 = self.target.sample(xk, n)
+        self._z = jr.normal(zk, self._x0.shape)
+        self._ts = jnp.linspace(0.0, 1.0, 101)
+        self._grid_size = grid_size
+        super().__init__()
+        for kind in SDE_KINDS.values():  # compile every SDE kind now, not on first use
+            self._compute(kind, 20.0, 0.5)
+
+    def _controls(self):
+        style = {"description_width": "initial"}
+        return {
+            "sde": W.Dropdown(options=list(SDE_KINDS.items()), value="vp-linear",
+                              description="SDE", style=style),
+            "noise": W.FloatLogSlider(value=20.0, base=10, min=-0.3, max=1.7, step=0.01,
+                                      description="β_max", style=style),
+            "t": W.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.01, description="t",
+                               style=style),
+        }
+
+    def _figure(self):
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42],
+                            subplot_titles=("particles over the exact density p_t",
+                                            "mean factor m_t and noise s_t"))
+        fig.add_trace(go.Heatmap(colorscale="Blues", showscale=False, hoverinfo="skip"), 1, 1)
+        fig.add_trace(go.Scattergl(mode="markers", name="particles",
+                                   marker=dict(size=3, color="#d62728", opacity=0.5)), 1, 1)
+        fig.add_trace(go.Scatter(name="m_t", line=dict(color="#1f77b4")), 1, 2)
+        fig.add_trace(go.Scatter(name="s_t", line=dict(color="#ff7f0e")), 1, 2)
+        fig.add_trace(go.Scatter(mode="markers", name="now", marker=dict(size=10, color="black"),
+                                 showlegend=False), 1, 2)
+        fig.update_xaxes(title_text="t", row=1, col=2)
+        fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
+        fig.update_layout(height=420, width=900, margin=dict(l=40, r=20, t=50, b=40),
+                          legend=dict(x=1.0, y=1.0))
+        return go.FigureWidget(fig)
+
+    def _compute(self, kind, noise, t):
+        sde = make_sde(kind, noise)
+        t = jnp.asarray(t, float)
+        return to_numpy(*_frame(sde, self.target, self._x0, self._z, t, self._ts * sde.T,
+                                self._grid_size))
+
+    def _render(self, v):
+        self.sliders["noise"].description = "σ_max" if v["sde"] == "ve" else "β_max"
+        xt, axis, density, cm, cs, m, s = self._compute(v["sde"], v["noise"], v["t"])
+        heat, parts, mline, sline, now = self.fig.data
+        heat.x, heat.y, heat.z = axis, axis, density
+        parts.x, parts.y = xt[:, 0], xt[:, 1]
+        ts = self._ts
+        mline.x, mline.y = ts, cm
+        sline.x, sline.y = ts, cs
+        now.x, now.y = [v["t"], v["t"]], [float(m), float(s)]
+        self._ms = (float(m), float(s))
+
+    def _status_text(self):
+        m, s = self._ms
+        return f"t = {self.sliders['t'].value:.2f}:  m_t = {m:.4f},  s_t = {s:.4f}"
