@@ -1,6 +1,9 @@
 # sgmteach: `make lab` opens the tutorials, `make test` runs the whole suite.
 # Both create .venv on first use; re-running them installs nothing when pyproject.toml
 # has not changed (the stamp file .venv/.installed is newer than it).
+# `make binder-check` (last step of `make test`) rebuilds the Binder environment in
+# .binder-venv from binder/requirements.txt and binder/postBuild alone, runs every notebook in
+# it and fails above 1500 MB peak memory; it reuses .binder-venv while those files are unchanged.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,8 +11,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 PORT   ?= 8888
+BINDER_CHECK := tools/binder_check.py
 
-.PHONY: lab test unit notebooks bench lint clean
+.PHONY: lab test unit notebooks binder-check binder-lock bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +33,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tutorials
+	$(BIN)/python $(BINDER_CHECK) check
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
@@ -36,12 +41,21 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tutorials
 
+# Standard library only; runs with .venv's Python (3.11+) but builds .binder-venv with the
+# Python that binder/runtime.txt names when it is on PATH.
+binder-check: $(STAMP)
+	$(BIN)/python $(BINDER_CHECK) check
+
+# Regenerate binder/requirements.txt after changing dependencies in pyproject.toml.
+binder-lock: $(STAMP)
+	$(BIN)/python $(BINDER_CHECK) lock
+
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/train_to_quality.py
 	$(BIN)/python benchmarks/sampling.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sgmteach widgets tests benchmarks
+	$(BIN)/ruff check sgmteach widgets tests benchmarks tools
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .binder-venv
