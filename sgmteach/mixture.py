@@ -107,9 +107,10 @@ class GaussianMixture(eqx.Module):
         # log w_k + log N(x; mu_k, Sigma_k), shape (..., k); leading axes broadcast explicitly.
         lead = (1,) * (jnp.ndim(x) - 1)
         diff = x[..., None, :] - self.means.reshape(lead + self.means.shape)  # (..., k, d)
-        quad = jnp.einsum("...ki,kij,...kj->...k", diff, self.precs, diff)
+        pdiff = jnp.einsum("kij,...kj->...ki", self.precs, diff)  # Sigma_k^{-1}(x - mu_k)
+        quad = jnp.sum(diff * pdiff, axis=-1)  # (..., k)
         const = jnp.log(self.weights) - 0.5 * (self.logdets + self.dim * jnp.log(2 * jnp.pi))
-        return const.reshape(lead + const.shape) - 0.5 * quad, diff
+        return const.reshape(lead + const.shape) - 0.5 * quad, pdiff
 
     def _check_x(self, x):
         if jnp.shape(x)[-1:] != (self.dim,):
@@ -130,9 +131,9 @@ class GaussianMixture(eqx.Module):
     def score(self, x):
         r"""Exact score $\nabla_x \log p(x) = -\sum_k p(k\mid x)\,\Sigma_k^{-1}(x - \mu_k)$."""
         self._check_x(x)
-        logps, diff = self._component_logps(x)
+        logps, pdiff = self._component_logps(x)
         r = jax.nn.softmax(logps, axis=-1)  # (..., k)
-        return -jnp.einsum("...k,kij,...kj->...i", r, self.precs, diff)
+        return -jnp.sum(r[..., None] * pdiff, axis=-2)
 
     def diffuse(self, sde, t) -> "GaussianMixture":
         r"""The exact law of $X_t$ when $X_0$ follows this mixture: a `GaussianMixture`.

@@ -65,6 +65,14 @@ def _em_scan(score, sde, x, t0, key, steps: int, save_every: int):
     return x_end, xs
 
 
+def _saveat(ts, T, span):
+    # Save times in reversed time tau = T - t, clipped so float32 round-off never puts the last
+    # one past the span T - t0 (Diffrax rejects saves outside [0, span]).
+    if ts is None:
+        return dfx.SaveAt(t1=True)
+    return dfx.SaveAt(ts=jnp.clip(T - ts, 0.0, span))
+
+
 def _diffrax_sde(score, sde, x, t0, key, steps: int, brownian: str = "unsafe", ts=None):
     """Euler–Maruyama via `diffrax.diffeqsolve` in reversed time tau = T - t."""
     T = sde.T
@@ -83,7 +91,7 @@ def _diffrax_sde(score, sde, x, t0, key, steps: int, brownian: str = "unsafe", t
     else:
         bm = dfx.VirtualBrownianTree(0.0, span, tol=span / steps / 2, shape=x.shape, key=key)
     terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(diffusion, bm))
-    saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=T - ts)
+    saveat = _saveat(ts, T, span)
     sol = dfx.diffeqsolve(
         terms, dfx.Euler(), 0.0, span, span / steps, x, saveat=saveat,
         stepsize_controller=dfx.ConstantStepSize(), max_steps=steps + 1,
@@ -102,7 +110,7 @@ def _pf_ode(score, sde, x, t0, ts=None, rtol=1e-4, atol=1e-4, dt0=None):
         return 0.5 * sde.diffusion(t) ** 2 * bscore(y, t) - sde.drift(y, t)
 
     span = T - t0
-    saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=T - ts)
+    saveat = _saveat(ts, T, span)
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vf), dfx.Tsit5(), 0.0, span, span / 50 if dt0 is None else dt0, x,
         saveat=saveat, stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),

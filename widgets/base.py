@@ -145,8 +145,13 @@ def _running_loop():
 
 
 def _one_line(err: BaseException) -> str:
-    msg = str(err).strip().splitlines()
-    return msg[0] if msg else type(err).__name__
+    """The message a learner needs, without the traceback Equinox embeds in runtime errors."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    marker = "EquinoxRuntimeError: "
+    for ln in lines:
+        if marker in ln:
+            return ln.split(marker, 1)[1]
+    return lines[0] if lines else type(err).__name__
 
 
 def to_numpy(*xs):
