@@ -4,7 +4,8 @@ Every explorer follows the contract of `widgets.base.Explorer`: it builds with n
 and has `sliders`, `fig` (one plotly `FigureWidget`), `status` and `update(**values)`.
 """
 
-from .base import Explorer as Explorer, default_particles as default_particles
+from .base import Explorer as Explorer
+from .base import default_particles as default_particles
 from .bound import BoundExplorer as BoundExplorer
 from .evolution import SampleEvolution as SampleEvolution
 from .field import ScoreFieldExplorer as ScoreFieldExplorer

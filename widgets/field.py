@@ -42,7 +42,8 @@ class ScoreFieldExplorer(Explorer):
     Left: both fields on a grid as arrows scaled by $s_t$ (the noise scale, which keeps arrow
     lengths comparable across $t$): exact in black, learned in red. Right: the error
     $s_t\|s_\theta - \nabla\log p_t\|$. The status line prints the $p_t$-weighted error
-    $\mathbb{E}_{p_t} s_t^2\|s_\theta - \nabla\log p_t\|^2$, the explicit score-matching loss at $t$.
+    $\mathbb{E}_{p_t} s_t^2\|s_\theta - \nabla\log p_t\|^2$, the explicit score-matching loss
+    at $t$.
 
     **Arguments (all optional):** `model` (score model `(x, t) -> s`, default an *untrained*
     `ScoreMLP`), `target` (2-D mixture, default `sg.ring()`), `sde` (default `model.sde` or
