@@ -1,0 +1,233 @@
+"""Run a tutorial in a real JupyterLab + headless Chromium and drive its first explorer.
+
+See ``conftest.py`` for the server/browser fixtures and the environment variables
+(``SGMTEACH_BROWSER_NOTEBOOK``, ``SGMTEACH_SCREENSHOT_DIR``, ``CI``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ARTIFACTS_DIR, notebooks_under_test
+
+pytestmark = pytest.mark.browser
+
+KERNEL_IDLE_TIMEOUT_MS = 120_000  # opening the notebook until the kernel is idle
+RUN_ALL_TIMEOUT_MS = 360_000  # Run All until every cell ran: 104-189 s seen on a loaded 2-core box
+RENDER_TIMEOUT_MS = 60_000  # widgets / plots drawing after the run
+UPDATE_TIMEOUT_MS = 60_000  # slider move until the figure data changed
+ARROW_PRESSES = 3
+
+IDLE_STATUS = ".jp-StatusBar-TextItem"
+OUTPUT = ".jp-OutputArea-output"
+PLOT = ".js-plotly-plot"
+SLIDER_HANDLE = ".widget-slider .noUi-handle"
+
+# Error outputs render as ``application/vnd.jupyter.stderr`` too; they are told apart from
+# warnings by their traceback text ("Traceback (most recent call last)" for runtime errors,
+# "Cell In[n], line m" for syntax errors) rather than by any CSS class.
+ERRORS_JS = r"""
+() => {
+  const errs = [];
+  for (const el of document.querySelectorAll(
+      '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')) {
+    const t = el.textContent || '';
+    if (t.includes('Traceback') || /Cell In\[\d+\], line \d+/.test(t)) errs.push(t);
+  }
+  return errs;
+}
+""".strip()
+
+# True once the kernel is idle again, no cell is queued/running ([*]) and the last non-empty
+# code cell has an execution count, or a cell errored (Run All stops there).
+RUN_FINISHED_JS = (
+    r"""
+() => {
+  const idle = [...document.querySelectorAll('.jp-StatusBar-TextItem')]
+    .some(e => (e.textContent || '').includes('| Idle'));
+  if (!idle) return false;
+  const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
+  const prompts = cells.map(c => {
+    const p = c.querySelector('.jp-InputArea-prompt');
+    return p ? p.textContent.trim() : '';
+  });
+  if (prompts.some(p => p.includes('*'))) return false;
+  if ((ERRORS)().length > 0) return true;
+  const nonEmpty = cells.filter(c => {
+    const src = c.querySelector('.jp-InputArea-editor .cm-content');
+    return src && src.textContent.trim() !== '';
+  });
+  if (nonEmpty.length === 0) return true;
+  const last = nonEmpty[nonEmpty.length - 1].querySelector('.jp-InputArea-prompt');
+  return !!last && /\[\d+\]/.test(last.textContent);
+}
+"""
+).replace("ERRORS", ERRORS_JS)
+
+# All traces' x/y (and z) as plain arrays: Plotly keeps them as Float64Array.
+FIGURE_DATA_JS = r"""
+(el) => JSON.stringify((el.data || []).map(t => {
+  const arr = v => v == null ? null
+    : (ArrayBuffer.isView(v) || Array.isArray(v)) ? Array.from(v, arr) : v;
+  return {x: arr(t.x), y: arr(t.y), z: arr(t.z)};
+}))
+"""
+
+DATA_CHANGED_JS = "([el, before]) => (FIGURE_DATA)(el) !== before".replace(
+    "FIGURE_DATA", FIGURE_DATA_JS.strip()
+)
+
+
+def _screenshot_name(notebook: Path, phase: str) -> str:
+    m = re.match(r"(\d+)_", notebook.stem)
+    prefix = f"tutorial{m.group(1)}" if m else notebook.stem
+    return f"{prefix}_explorer_{phase}.png"
+
+
+def _save_screenshot(locator, notebook: Path, phase: str) -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS_DIR / _screenshot_name(notebook, phase)
+    locator.screenshot(path=str(path), animations="disabled")
+    extra = os.environ.get("SGMTEACH_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(extra) / path.name)
+    return path
+
+
+def _labels(explorer) -> list[str]:
+    return [t.strip() for t in explorer.locator(".widget-label").all_text_contents() if t.strip()]
+
+
+def _wait_until_stable(page, plot, settle_ms: int = 400, max_wait_ms: int = 20_000) -> None:
+    """Wait until the figure's data stops changing for ``settle_ms`` (best effort)."""
+    prev = plot.evaluate(FIGURE_DATA_JS)
+    for _ in range(max_wait_ms // settle_ms):
+        page.wait_for_timeout(settle_ms)
+        cur = plot.evaluate(FIGURE_DATA_JS)
+        if cur == prev:
+            return
+        prev = cur
+
+
+def _run_all_cells(page) -> None:
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click("#jp-mainmenu-run li[data-command='runmenu:run-all']")
+
+
+@pytest.mark.parametrize("notebook", notebooks_under_test(), ids=lambda p: p.stem)
+def test_tutorial_runs_and_first_explorer_reacts(notebook: Path, jupyter_server, page):
+    # imported here: without playwright the conftest skips (or fails under CI) cleanly
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    if not notebook.is_file():
+        pytest.fail(f"notebook under test does not exist: {notebook}", pytrace=False)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    # -- open the notebook and wait for its kernel ------------------------------------
+    page.goto(jupyter_server.lab_url(notebook.name))
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(
+        timeout=KERNEL_IDLE_TIMEOUT_MS
+    )
+    # Clicking Run All before the kernel is idle silently drops the run.
+    page.locator(IDLE_STATUS, has_text="| Idle").first.wait_for(timeout=KERNEL_IDLE_TIMEOUT_MS)
+    timings["open"] = time.monotonic() - t0
+
+    # -- Run -> Run All Cells, then wait for the kernel to be idle again ------------------
+    t1 = time.monotonic()
+    _run_all_cells(page)
+    try:
+        page.wait_for_function(RUN_FINISHED_JS, timeout=RUN_ALL_TIMEOUT_MS, polling=250)
+    except PlaywrightTimeoutError:
+        prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_text_contents()
+        status = page.locator(IDLE_STATUS).all_text_contents()
+        pytest.fail(
+            f"Run All did not finish within {RUN_ALL_TIMEOUT_MS / 1000:.0f} s; "
+            f"prompts {[p.strip() for p in prompts]}, status bar {status}",
+            pytrace=False,
+        )
+    timings["run_all"] = time.monotonic() - t1
+
+    errors = page.evaluate(ERRORS_JS)
+    if errors:
+        pytest.fail(
+            "a cell produced an error output:\n\n" + "\n\n".join(e[-3000:] for e in errors),
+            pytrace=False,
+        )
+    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt").all_text_contents()
+    assert prompts and any(re.search(r"\[\d+\]", p) for p in prompts), prompts
+
+    # -- the widgets are live and at least one plotly figure rendered --------------------
+    page.locator(f"{OUTPUT} {PLOT}").first.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jupyter-widgets-disconnected').length === 0",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+
+    # -- the first explorer: one output holding sliders and a plotly figure -------------
+    explorer = (
+        page.locator(OUTPUT)
+        .filter(has=page.locator(".widget-slider"))
+        .filter(has=page.locator(PLOT))
+        .first
+    )
+    explorer.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
+    explorer.scroll_into_view_if_needed()
+    plot = explorer.locator(PLOT).first
+    plot.locator(".main-svg").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    before_png = _save_screenshot(explorer, notebook, "before")
+    before = plot.evaluate(FIGURE_DATA_JS)
+
+    handle = explorer.locator(SLIDER_HANDLE).first
+    handle.wait_for(timeout=RENDER_TIMEOUT_MS)
+    # aria-value* are in the slider's own units (the exponent for a FloatLogSlider) and
+    # rounded, so "at max" allows 1 % of the range; the figure data is the real proof of motion.
+    now = float(handle.get_attribute("aria-valuenow") or "nan")
+    vmin = float(handle.get_attribute("aria-valuemin") or "nan")
+    vmax = float(handle.get_attribute("aria-valuemax") or "nan")
+    key = "ArrowLeft" if now >= vmax - 0.01 * abs(vmax - vmin) else "ArrowRight"
+    readout = explorer.locator(".widget-slider").first.locator(".widget-readout")
+    readout_before = readout.text_content() if readout.count() else ""
+    t2 = time.monotonic()
+    handle.focus()
+    for _ in range(ARROW_PRESSES):
+        page.keyboard.press(key)
+    try:
+        page.wait_for_function(
+            DATA_CHANGED_JS,
+            arg=[plot.element_handle(), before],
+            timeout=UPDATE_TIMEOUT_MS,
+            polling=100,
+        )
+    except PlaywrightTimeoutError:
+        pytest.fail(
+            f"the explorer's figure data did not change within {UPDATE_TIMEOUT_MS / 1000:.0f} s "
+            f"of moving its first slider ({key} x{ARROW_PRESSES}, from {now:g}); "
+            f"labels in the explorer: {_labels(explorer)!r}",
+            pytrace=False,
+        )
+    timings["slider_update"] = time.monotonic() - t2
+    readout_after = readout.text_content() if readout.count() else ""
+    # explorers report failures in their status Label instead of raising
+    warnings = [t for t in _labels(explorer) if "⚠" in t]
+    assert not warnings, f"the explorer reported an error after the slider move: {warnings}"
+    # All key presses processed (kernel idle, data stable) and the SVG redrawn, so the second
+    # screenshot shows the final state rather than the first of several updates.
+    page.locator(IDLE_STATUS, has_text="| Idle").first.wait_for(timeout=UPDATE_TIMEOUT_MS)
+    _wait_until_stable(page, plot)
+    after_png = _save_screenshot(explorer, notebook, "after")
+
+    timings["total"] = time.monotonic() - t0
+    print(
+        f"\n{notebook.name}: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        + f"; slider {readout_before!r} -> {readout_after!r} ({key})"
+        + f"; screenshots {before_png.name}, {after_png.name}"
+    )
