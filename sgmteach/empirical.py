@@ -1,0 +1,66 @@
+r"""The exact score of an empirical measure: what denoising score matching memorises.
+
+For data $x_1, \dots, x_N$ and a linear SDE with $X_t \mid X_0 \sim N(m_t X_0, s_t^2 I)$, the
+law of $X_t$ started at $\pi^N = \frac1N\sum_i\delta_{x_i}$ is the mixture
+$\frac1N\sum_i N(m_t x_i, s_t^2 I)$, and its score is
+
+$$\nabla\log\rho_t^{\pi^N}(x) = \sum_i r_i(x)\,\frac{m_t x_i - x}{s_t^2},\qquad
+r_i(x) = \operatorname{softmax}_i\Big(-\frac{|x - m_t x_i|^2}{2 s_t^2}\Big),$$
+
+the unconstrained minimiser of the DSM loss on the data. Passing the orbit set
+`symmetrize(data, group)` gives $\nabla\log\rho_t^{S_G\pi^N}$: the minimiser over *equivariant*
+fields (equivariant-SGM notes §3.3), which is not the plain average
+`EquivariantScore(EmpiricalScore(data, sde), group)`. The softmax is a log-sum-exp, so small
+$t$ (nearly one-hot weights) is safe in float32.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Real
+
+from ._checks import check_time
+
+
+class EmpiricalScore(eqx.Module):
+    r"""$(x, t) \mapsto \nabla\log\rho_t^{\pi^N}(x)$ for the empirical measure of `data`.
+
+    **Arguments:**
+
+    - `data`: the atoms $x_i$, shape `(N, d)`, equally weighted (pass `symmetrize(data, group)`
+      for the symmetrised measure $S_G\pi^N$).
+    - `sde`: a linear `AbstractSDE`, giving $m_t$ and $s_t$.
+
+    Call as `score(x, t)` with `x` of shape `(*batch, d)` and $t \in (0, T]$ (at $t = 0$ the
+    measure has no density).
+
+    **Raises:** `ValueError` for data that is not a non-empty `(N, d)` array.
+    """
+
+    data: Float[Array, "n d"]
+    sde: eqx.Module
+
+    def __init__(self, data: Float[ArrayLike, "n d"], sde: eqx.Module):
+        data = jnp.asarray(data)
+        if data.ndim != 2 or data.shape[0] == 0:
+            raise ValueError(f"data must be a non-empty (N, d) array, got shape {data.shape}.")
+        self.data = data
+        self.sde = sde
+
+    @property
+    def dim(self) -> int:
+        return self.data.shape[1]
+
+    def __call__(
+        self, x: Float[Array, "*batch d"], t: Real[ArrayLike, ""]
+    ) -> Float[Array, "*batch d"]:
+        if jnp.shape(x)[-1:] != (self.dim,):
+            raise ValueError(f"x must have last axis d={self.dim}, got shape {jnp.shape(x)}.")
+        t = check_time(t, self.sde.T)
+        m, s = self.sde.marginal_mean_std(t)
+        lead = (1,) * (jnp.ndim(x) - 1)
+        centres = (m * self.data).reshape(lead + self.data.shape)  # (..., N, d)
+        diff = centres - x[..., None, :]  # (..., N, d)
+        logits = -jnp.sum(diff**2, axis=-1) / (2 * s**2)  # (..., N)
+        r = jax.nn.softmax(logits, axis=-1)
+        return jnp.einsum("...n,...nd->...d", r, diff) / s**2
