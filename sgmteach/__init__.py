@@ -31,45 +31,19 @@ from .groups import symmetrize as symmetrize
 from .losses import dsm_floor as dsm_floor
 from .losses import dsm_loss as dsm_loss
 from .losses import esm_loss as esm_loss
-from .metrics import (
-    Floor as Floor,
-)
-from .metrics import (
-    distance_to_target as distance_to_target,
-)
-from .metrics import (
-    mc_floor as mc_floor,
-)
-from .metrics import (
-    mmd as mmd,
-)
-from .metrics import (
-    sliced_wasserstein as sliced_wasserstein,
-)
-from .metrics import (
-    wasserstein1 as wasserstein1,
-)
-from .mixture import (
-    ExactScore as ExactScore,
-)
-from .mixture import (
-    GaussianMixture as GaussianMixture,
-)
-from .mixture import (
-    gaussian as gaussian,
-)
-from .mixture import (
-    grid as grid,
-)
-from .mixture import (
-    ring as ring,
-)
-from .mixture import (
-    spiral as spiral,
-)
-from .mixture import (
-    two_moons as two_moons,
-)
+from .metrics import Floor as Floor
+from .metrics import distance_to_target as distance_to_target
+from .metrics import mc_floor as mc_floor
+from .metrics import mmd as mmd
+from .metrics import sliced_wasserstein as sliced_wasserstein
+from .metrics import wasserstein1 as wasserstein1
+from .mixture import ExactScore as ExactScore
+from .mixture import GaussianMixture as GaussianMixture
+from .mixture import gaussian as gaussian
+from .mixture import grid as grid
+from .mixture import ring as ring
+from .mixture import spiral as spiral
+from .mixture import two_moons as two_moons
 from .nets import ScoreMLP as ScoreMLP
 from .nets import TimeEmbedding as TimeEmbedding
 from .nets import count_params as count_params

@@ -17,9 +17,10 @@ $t$ (nearly one-hot weights) is safe in float32.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from ._checks import check_time
+from ._checks import check_time, is_concrete
 
 
 class EmpiricalScore(eqx.Module):
@@ -30,6 +31,9 @@ class EmpiricalScore(eqx.Module):
     - `data`: the atoms $x_i$, shape `(N, d)`, equally weighted (pass `symmetrize(data, group)`
       for the symmetrised measure $S_G\pi^N$).
     - `sde`: a linear `AbstractSDE`, giving $m_t$ and $s_t$.
+    - `weights`: optional non-negative atom weights, shape `(N,)` (default equal). A zero
+      weight removes an atom, so a traced mask over a fixed-size array changes the number of
+      samples without recompiling.
 
     Call as `score(x, t)` with `x` of shape `(*batch, d)` and $t \in (0, T]$ (at $t = 0$ the
     measure has no density).
@@ -39,13 +43,24 @@ class EmpiricalScore(eqx.Module):
 
     data: Float[Array, "n d"]
     sde: eqx.Module
+    log_weights: Float[Array, " n"]
 
-    def __init__(self, data: Float[ArrayLike, "n d"], sde: eqx.Module):
+    def __init__(self, data: Float[ArrayLike, "n d"], sde: eqx.Module, weights=None):
         data = jnp.asarray(data)
         if data.ndim != 2 or data.shape[0] == 0:
             raise ValueError(f"data must be a non-empty (N, d) array, got shape {data.shape}.")
+        if weights is None:
+            weights = jnp.full(data.shape[:1], 1.0 / data.shape[0], dtype=data.dtype)
+        weights = jnp.asarray(weights, dtype=data.dtype)
+        if weights.shape != data.shape[:1]:
+            raise ValueError(
+                f"weights must have shape (N,) = {data.shape[:1]}, got {weights.shape}."
+            )
+        if is_concrete(weights) and (np.asarray(weights) < 0).any():
+            raise ValueError("weights must be non-negative.")
         self.data = data
         self.sde = sde
+        self.log_weights = jnp.log(weights)  # -inf for a zero weight: that atom is ignored
 
     @property
     def dim(self) -> int:
@@ -61,6 +76,7 @@ class EmpiricalScore(eqx.Module):
         lead = (1,) * (jnp.ndim(x) - 1)
         centres = (m * self.data).reshape(lead + self.data.shape)  # (..., N, d)
         diff = centres - x[..., None, :]  # (..., N, d)
-        logits = -jnp.sum(diff**2, axis=-1) / (2 * s**2)  # (..., N)
+        log_w = self.log_weights.reshape(lead + self.log_weights.shape)
+        logits = log_w - jnp.sum(diff**2, axis=-1) / (2 * s**2)  # (..., N)
         r = jax.nn.softmax(logits, axis=-1)
         return jnp.einsum("...n,...nd->...d", r, diff) / s**2

@@ -64,10 +64,19 @@ class ScoreMLP(eqx.Module):
         self.dim = dim
 
     def __call__(self, x: Vector, t: Scalar) -> Vector:
-        out = self.mlp(jnp.concatenate([x, self.embed(t)]))
-        if self.sde is None:
+        # The embedding's frequencies and the SDE are fixed, not parameters: stop their
+        # gradients so that `train` (which differentiates every float array) leaves them alone.
+        embed, sde = _frozen(self.embed), _frozen(self.sde)
+        out = self.mlp(jnp.concatenate([x, embed(t)]))
+        if sde is None:
             return out
-        return -out / self.sde.marginal_mean_std(t)[1]
+        return -out / sde.marginal_mean_std(t)[1]
+
+
+def _frozen(tree):
+    return jax.tree_util.tree_map(
+        lambda v: jax.lax.stop_gradient(v) if eqx.is_inexact_array(v) else v, tree
+    )
 
 
 def count_params(model) -> int:

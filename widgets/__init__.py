@@ -10,5 +10,12 @@ from .bound import BoundExplorer as BoundExplorer
 from .evolution import SampleEvolution as SampleEvolution
 from .field import ScoreFieldExplorer as ScoreFieldExplorer
 from .schedule import NoiseScheduleExplorer as NoiseScheduleExplorer
+from .symmetry import SymmetryExplorer as SymmetryExplorer
 
-__all__ = ["NoiseScheduleExplorer", "SampleEvolution", "ScoreFieldExplorer", "BoundExplorer"]
+__all__ = [
+    "NoiseScheduleExplorer",
+    "SampleEvolution",
+    "ScoreFieldExplorer",
+    "BoundExplorer",
+    "SymmetryExplorer",
+]
