@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 import sgmteach as sg
 
 from .base import Explorer, to_numpy
+from .plots import arrow_segments
 
 __all__ = ["ScoreFieldExplorer"]
 
@@ -28,12 +29,6 @@ def _fields(model, exact, sde, t, arrows, fine, probe_x0, probe_z):
     d = jax.vmap(model, in_axes=(0, None))(xt, t) - exact(xt, t)
     esm = jnp.mean(jnp.sum((s * d) ** 2, -1))
     return learned_a, exact_a, err, esm, s
-
-
-def _segments(points, vectors, scale):
-    ends = points + scale * vectors
-    sep = np.full_like(points, np.nan)
-    return np.stack([points, ends, sep], 1).reshape(-1, 2)
 
 
 class ScoreFieldExplorer(Explorer):
@@ -99,7 +94,7 @@ class ScoreFieldExplorer(Explorer):
                                                 self._probe_z))
         scale = 0.9 * self._cell / max(float(np.linalg.norm(ea, axis=-1).max()), 1e-12)
         ex, le, heat = self.fig.data
-        es, ls = _segments(self._arrows, ea, scale), _segments(self._arrows, la, scale)
+        es, ls = arrow_segments(self._arrows, ea, scale), arrow_segments(self._arrows, la, scale)
         ex.x, ex.y = es[:, 0], es[:, 1]
         le.x, le.y = ls[:, 0], ls[:, 1]
         heat.x = heat.y = self._fine_axis

@@ -5,7 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["particles_grid", "density_grid", "curves"]
+__all__ = ["particles_grid", "density_grid", "curves", "arrow_segments", "vector_fields"]
 
 
 def density_grid(mixture, half: float, size: int = 80):
@@ -50,4 +50,34 @@ def curves(x, ys: dict, *, xlabel: str = "", ylabel: str = "", log_x: bool = Fal
                       xaxis=dict(title=xlabel, type="log" if log_x else "linear"),
                       yaxis=dict(title=ylabel, type="log" if log_y else "linear"),
                       margin=dict(l=50, r=20, t=50 if title else 20, b=40))
+    return fig
+
+
+def arrow_segments(points, vectors, scale: float):
+    """Line segments `points -> points + scale * vectors`, NaN-separated, for one trace."""
+    points, vectors = np.asarray(points), np.asarray(vectors)
+    ends = points + scale * vectors
+    sep = np.full_like(points, np.nan)
+    return np.stack([points, ends, sep], 1).reshape(-1, 2)
+
+
+def vector_fields(points, panels, *, height: int = 360):
+    """One row of arrow plots on shared `points` `(n, 2)`; `panels`: `(title, vectors)` pairs.
+
+    Arrows in every panel share one scale, so lengths compare across panels.
+    """
+    points = np.asarray(points)
+    span = np.ptp(points[:, 0]) / max(np.sqrt(len(points)) - 1, 1)
+    vmax = max(float(np.linalg.norm(np.asarray(v), axis=-1).max()) for _, v in panels)
+    scale = 0.9 * span / max(vmax, 1e-12)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    for i, (_, v) in enumerate(panels, start=1):
+        seg = arrow_segments(points, v, scale)
+        fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", showlegend=False,
+                                 line=dict(width=1.2, color="#1f77b4")), 1, i)
+        fig.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", showlegend=False,
+                                 marker=dict(size=2, color="black")), 1, i)
+        fig.update_yaxes(scaleanchor=f"x{i}", row=1, col=i)
+    fig.update_layout(height=height, width=max(330 * len(panels), 500),
+                      margin=dict(l=20, r=20, t=40, b=20))
     return fig
