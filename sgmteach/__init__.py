@@ -15,6 +15,11 @@ from .divergences import w1_dual as w1_dual
 from .divergences import w1_exact as w1_exact
 from .divergences import w1_radial as w1_radial
 from .empirical import EmpiricalScore as EmpiricalScore
+from .gan import AbstractGenerator as AbstractGenerator
+from .gan import GANResult as GANResult
+from .gan import Generator as Generator
+from .gan import InvariantGenerator as InvariantGenerator
+from .gan import train_gan as train_gan
 from .groups import AbstractGroup as AbstractGroup
 from .groups import CoordinateShifts as CoordinateShifts
 from .groups import CyclicGroup as CyclicGroup

@@ -155,6 +155,24 @@ class CriticEstimate(NamedTuple):
     history: np.ndarray
 
 
+def _gradient_penalty(f, x, y, key, lip, group=None):
+    r"""One-sided penalty $\mathbb{E}(|\nabla f(\hat x)| - L)_+^2$ at random interpolates (WGAN-GP).
+
+    $\hat x = u x_i + (1 - u) y_j$ with $u \sim U(0, 1)$ and $y_j$ drawn from `y`; when `group` is
+    given, $y_j$ is replaced by a random orbit copy $A_g y_j$, so the penalty also reaches
+    between orbit copies, where an invariant critic's slope is set. Shapes: `x` `(n, d)`,
+    `y` `(m, d)`; `f` maps `(d,) -> ()`. Used in compiled code (no validation).
+    """
+    ik, uk, gk = jr.split(key, 3)
+    yy = y[jr.randint(ik, (x.shape[0],), 0, y.shape[0])]
+    if group is not None:
+        yy = jax.vmap(group.act)(yy, jr.randint(gk, (x.shape[0],), 0, group.order))
+    u = jr.uniform(uk, (x.shape[0], 1), dtype=x.dtype)
+    grads = jax.vmap(jax.grad(f))(u * x + (1 - u) * yy)
+    excess = jnp.maximum(jnp.linalg.norm(grads, axis=-1) - lip, 0.0)
+    return jnp.mean(excess**2)
+
+
 @eqx.filter_jit
 def _fit(critic, x, y, key, steps, lr, penalty, lip, alpha, kind, group):
     params, static = eqx.partition(critic, eqx.is_inexact_array)
@@ -165,16 +183,7 @@ def _fit(critic, x, y, key, steps, lr, penalty, lip, alpha, kind, group):
         fx, fy = jax.vmap(f)(x), jax.vmap(f)(y)
         second = fy if kind == "w1" else f_alpha_conjugate(fy, alpha)
         value = jnp.mean(fx) - jnp.mean(second)
-        # One-sided gradient penalty at random interpolates between the samples (between
-        # orbit copies too, when the critic is invariant), as in WGAN-GP.
-        ik, uk, gk = jr.split(key, 3)
-        yy = y[jr.randint(ik, (x.shape[0],), 0, y.shape[0])]
-        if group is not None:
-            yy = jax.vmap(group.act)(yy, jr.randint(gk, (x.shape[0],), 0, group.order))
-        u = jr.uniform(uk, (x.shape[0], 1), dtype=x.dtype)
-        grads = jax.vmap(jax.grad(f))(u * x + (1 - u) * yy)
-        excess = jnp.maximum(jnp.linalg.norm(grads, axis=-1) - lip, 0.0)
-        return -(value - penalty * jnp.mean(excess**2)), value
+        return -(value - penalty * _gradient_penalty(f, x, y, key, lip, group)), value
 
     def step(carry, key):
         params, state = carry
