@@ -53,6 +53,9 @@ binder-lock: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/train_to_quality.py
 	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/widget_latency.py
+	$(BIN)/python benchmarks/gpu_scale.py
+	$(BIN)/python benchmarks/equivariant_cost.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check sgmteach widgets tests benchmarks tools
