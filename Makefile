@@ -58,7 +58,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/equivariant_cost.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sgmteach widgets tests benchmarks tools
+	$(BIN)/ruff check sgmteach widgets tests benchmarks tools tutorials
 
 clean:
 	rm -rf $(VENV) .binder-venv

@@ -24,6 +24,11 @@ from ._types import Key
 WEIGHTINGS = ("sigma2", "likelihood", "none")
 
 
+def _check_weighting(weighting: str):
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
+
+
 def _weight_over_var(sde, t, s, weighting: str):
     r"""$\lambda(t)/s_t^2$."""
     if weighting == "sigma2":
@@ -64,6 +69,7 @@ def dsm_loss(score, sde, x0, t, *, key: Key, weighting: str = "sigma2"):
 
     **Returns:** the loss, shape `()`.
     """
+    _check_weighting(weighting)
     t = _check_batch(x0, t)
     xt, z, s = _noised(sde, x0, t, key)
     pred = jax.vmap(score)(xt, t)
@@ -78,6 +84,7 @@ def esm_loss(score, target, sde, x0, t, *, key: Key, weighting: str = "sigma2"):
     $x_{t_i}$ drawn exactly as in `dsm_loss` (same `key`, same noise), so that
     `dsm_loss - esm_loss` estimates `dsm_floor` with common random numbers.
     """
+    _check_weighting(weighting)
     t = _check_batch(x0, t)
     xt, _, s = _noised(sde, x0, t, key)
     pred = jax.vmap(score)(xt, t)
@@ -96,6 +103,7 @@ def dsm_floor(target, sde, t, *, key: Key, n: int = 20_000, weighting: str = "si
 
     **Returns:** `(mean, standard_error)` of the estimate.
     """
+    _check_weighting(weighting)
     t = jnp.atleast_1d(jnp.asarray(t, dtype=float))
     tk, xk, zk = jr.split(key, 3)
     ti = t[jr.randint(tk, (n,), 0, t.shape[0])] if t.shape[0] != n else t

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_finite
 from ._types import Key
-from .losses import dsm_loss
+from .losses import WEIGHTINGS, dsm_loss
 
 TIME_SAMPLINGS = ("stratified", "uniform")
 
@@ -135,6 +135,8 @@ def train(
     for name, v in (("steps", steps), ("batch_size", batch_size)):
         if int(v) != v or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v}.")
+    if loss_fn is dsm_loss and weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
     if time_sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {time_sampling!r}.")
     if not 0 < t_min < float(sde.T):
