@@ -123,7 +123,37 @@ def _check_schedule(schedule: str):
         raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}.")
 
 
-class VPSDE(AbstractSDE):
+class AbstractBetaSDE(AbstractSDE):
+    r"""A linear SDE driven by a noise rate $\beta(t)$ with $B(t) = \int_0^t \beta$ in closed form.
+
+    Holds the validation and the schedule shared by `VPSDE` and `SubVPSDE`.
+    """
+
+    beta_min: eqx.AbstractVar[Scalar]
+    beta_max: eqx.AbstractVar[Scalar]
+    schedule: eqx.AbstractVar[str]
+
+    def __check_init__(self):
+        _check_schedule(self.schedule)
+        _check_positive_pair(self.beta_min, self.beta_max, "beta_min", "beta_max")
+        _check_T(self.T)
+
+    def beta_and_integral(self, t):
+        r"""$(\beta(t), B(t))$."""
+        return _beta_schedule(self.schedule, self.beta_min, self.beta_max, self.T, t)
+
+    def beta(self, t):
+        r"""The noise rate $\beta(t)$."""
+        return self.beta_and_integral(t)[0]
+
+    def drift(self, x, t):
+        return -0.5 * self.beta(t) * x
+
+    def prior_std(self):
+        return jnp.asarray(1.0)
+
+
+class VPSDE(AbstractBetaSDE):
     r"""Variance-preserving SDE $dx = -\tfrac12\beta(t) x\,dt + \sqrt{\beta(t)}\,dW$.
 
     $m_t = e^{-B(t)/2}$, $s_t^2 = 1 - e^{-B(t)}$ with $B(t) = \int_0^t \beta$. The `"linear"`
@@ -147,30 +177,15 @@ class VPSDE(AbstractSDE):
     schedule: str = eqx.field(static=True, default="linear")
     T: Scalar = eqx.field(converter=jnp.asarray, default=1.0)
 
-    def __check_init__(self):
-        _check_schedule(self.schedule)
-        _check_positive_pair(self.beta_min, self.beta_max, "beta_min", "beta_max")
-        _check_T(self.T)
-
-    def beta(self, t):
-        r"""The noise rate $\beta(t)$."""
-        return _beta_schedule(self.schedule, self.beta_min, self.beta_max, self.T, t)[0]
-
-    def drift(self, x, t):
-        return -0.5 * self.beta(t) * x
-
     def diffusion(self, t):
         return jnp.sqrt(self.beta(t))
 
     def marginal_mean_std(self, t):
-        B = _beta_schedule(self.schedule, self.beta_min, self.beta_max, self.T, t)[1]
+        B = self.beta_and_integral(t)[1]
         return jnp.exp(-0.5 * B), jnp.sqrt(-jnp.expm1(-B))
 
-    def prior_std(self):
-        return jnp.asarray(1.0)
 
-
-class SubVPSDE(AbstractSDE):
+class SubVPSDE(AbstractBetaSDE):
     r"""Sub-VP SDE $dx = -\tfrac12\beta x\,dt + \sqrt{\beta(t)(1 - e^{-2B(t)})}\,dW$.
 
     Same mean as the VP SDE, smaller variance: $s_t^2 = (1 - e^{-B(t)})^2 \le 1 - e^{-B(t)}$.
@@ -182,28 +197,13 @@ class SubVPSDE(AbstractSDE):
     schedule: str = eqx.field(static=True, default="linear")
     T: Scalar = eqx.field(converter=jnp.asarray, default=1.0)
 
-    def __check_init__(self):
-        _check_schedule(self.schedule)
-        _check_positive_pair(self.beta_min, self.beta_max, "beta_min", "beta_max")
-        _check_T(self.T)
-
-    def beta(self, t):
-        r"""The noise rate $\beta(t)$."""
-        return _beta_schedule(self.schedule, self.beta_min, self.beta_max, self.T, t)[0]
-
-    def drift(self, x, t):
-        return -0.5 * self.beta(t) * x
-
     def diffusion(self, t):
-        beta, B = _beta_schedule(self.schedule, self.beta_min, self.beta_max, self.T, t)
+        beta, B = self.beta_and_integral(t)
         return jnp.sqrt(beta * -jnp.expm1(-2.0 * B))
 
     def marginal_mean_std(self, t):
-        B = _beta_schedule(self.schedule, self.beta_min, self.beta_max, self.T, t)[1]
+        B = self.beta_and_integral(t)[1]
         return jnp.exp(-0.5 * B), -jnp.expm1(-B)
-
-    def prior_std(self):
-        return jnp.asarray(1.0)
 
 
 class VESDE(AbstractSDE):
