@@ -79,9 +79,25 @@ def _frozen(tree):
     )
 
 
+def trainable(model):
+    """Filter spec (a pytree of bools like `model`): True at the arrays training changes.
+
+    Every inexact array, except the fixed parts of each `ScoreMLP` inside `model` (its time
+    embedding and its SDE), whose gradients the model stops.
+    """
+    def spec(node):
+        if isinstance(node, ScoreMLP):
+            flags = jax.tree_util.tree_map(eqx.is_inexact_array, node)
+            return eqx.tree_at(lambda m: (m.embed, m.sde), flags, replace=(False, False),
+                               is_leaf=lambda x: x is None)
+        return eqx.is_inexact_array(node)
+
+    return jax.tree_util.tree_map(spec, model, is_leaf=lambda x: isinstance(x, ScoreMLP))
+
+
 def count_params(model) -> int:
-    """Number of trainable scalars in a model."""
-    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    """Number of trainable scalars in a model (fixed embeddings and SDEs excluded)."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, trainable(model)))
     return int(sum(x.size for x in leaves))
 
 

@@ -105,10 +105,14 @@ def _beta_schedule(schedule: str, beta_min, beta_max, T, t):
     # whose rate beta_cos(t) increases from about pi^2 s/2 to infinity at T. We clip it to
     # [beta_min, beta_max]; since beta_cos is increasing, the integral stays in closed form.
     u = t / T
-    beta_cos = jnp.pi / (1 + _COSINE_S) * jnp.tan(0.5 * jnp.pi * (u + _COSINE_S) / (1 + _COSINE_S))
-    beta = jnp.clip(beta_cos / T, beta_min, beta_max)
     u_lo = jnp.clip(_cos_inverse(beta_min * T), 0.0, 1.0)
     u_hi = jnp.clip(_cos_inverse(beta_max * T), 0.0, 1.0)
+    # Select by the thresholds, not by clipping tan: at u = 1 tan(pi/2) rounds to a huge number
+    # of either sign, and a negative one would be clipped to beta_min.
+    beta_cos = jnp.pi / (1 + _COSINE_S) * jnp.tan(
+        0.5 * jnp.pi * (jnp.clip(u, u_lo, u_hi) + _COSINE_S) / (1 + _COSINE_S)
+    )
+    beta = jnp.where(u >= u_hi, beta_max, jnp.where(u <= u_lo, beta_min, beta_cos / T))
     u_mid = jnp.clip(u, u_lo, u_hi)
     integral = (
         beta_min * T * jnp.minimum(u, u_lo)
