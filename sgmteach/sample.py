@@ -6,12 +6,15 @@ $dx/d\tau = \tfrac12 g^2 s(x, t) - f(x, t)$; both carry $p_T$ to $p_{t_0}$. Inte
 an early-stopping time $t_0 > 0$, where the score of a learned model is least reliable.
 
 **Which solver, and why.** The ODE goes through Diffrax (`Tsit5`, adaptive PID steps): an
-adaptive high-order solver is where a library earns its keep. The reverse SDE is a fused
-Euler–Maruyama `lax.scan` by default. Diffrax's SDE path pays for its generality on this job
-(per-step Brownian path evaluation and solver state), and `benchmarks/sampling.py` measures it on
-a score-dominated job, 4000 particles x 500 steps, against `UnsafeBrownianPath` (the fastest
-Diffrax configuration) and a `VirtualBrownianTree`. `backend="diffrax"` runs the Diffrax
-version, which gives the same law.
+adaptive high-order solver is where a library earns its keep. For the reverse SDE both paths
+exist and were measured (`benchmarks/sampling.py`, 4000 particles x 500 steps, 2-core CPU,
+medians of interleaved runs): Diffrax's `Euler` with an `UnsafeBrownianPath` (one fresh normal
+draw per step) and `ForwardMode` took 0.98-1.02x the fused Euler–Maruyama `lax.scan` with a
+`ScoreMLP(2, 128, 3)` and 1.08x with the exact score of `ring(8)`; a `VirtualBrownianTree` took
+1.9-2x and 3.4-3.5x (it rebuilds every increment from a tree about ten levels deep, which only
+pays when a path is evaluated again). As they cost the same, the default stays the scan, which
+`trajectories` also uses, so `sample` and the last snapshot of `trajectories` agree for the
+same key; `backend="diffrax"` runs Diffrax, with the same law.
 """
 
 import diffrax as dfx
@@ -143,7 +146,8 @@ def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps
     - `method`: `"sde"` (reverse SDE, Euler–Maruyama with `steps` steps) or `"ode"`
       (probability-flow ODE, adaptive Tsit5; `steps` is ignored).
     - `t0`: early-stopping time in $[0, T]$ (may be an array: changing it never recompiles).
-    - `backend`: `"scan"` (default, fused) or `"diffrax"` for the reverse SDE.
+    - `backend`: for the reverse SDE, `"scan"` (default, a fused `lax.scan`) or `"diffrax"`
+      (`diffeqsolve`, `Euler`, `UnsafeBrownianPath`); same law, same cost.
 
     **Returns:** samples at $t_0$, shape `(n, dim)`.
     """

@@ -7,7 +7,8 @@ shape, so one compilation serves the whole run.
 The defaults are the ones that reach a given sample quality fastest on the 2-D benchmark
 (`benchmarks/train_to_quality.py`): Adam with warm-up and cosine decay, stratified times,
 $\lambda = s_t^2$ weighting, and an exponential moving average (EMA) of the weights, which is
-what `train` returns.
+what `train` returns. Peak rate 1e-2 and EMA decay 0.99 reached 1.3x the sliced-W1 floor there in
+2000/1500/1500 steps (three seeds) where 3e-3 and 0.995 took 2000/2000/2000.
 """
 
 import math
@@ -71,7 +72,7 @@ def _run_chunk(state, static, sde, data, keys, active, optimizer, cfg, augment):
     return jax.lax.scan(step, state, (keys, active))
 
 
-def default_optimizer(steps: int, lr: float = 3e-3, warmup: int | None = None):
+def default_optimizer(steps: int, lr: float = 1e-2, warmup: int | None = None):
     """Adam with linear warm-up and cosine decay to 5% of `lr`, gradients clipped at norm 1."""
     warmup = min(max(steps // 20, 1), 200) if warmup is None else warmup
     schedule = optax.warmup_cosine_decay_schedule(
@@ -88,9 +89,9 @@ def train(
     key: Key,
     steps: int = 2000,
     batch_size: int = 512,
-    lr: float = 3e-3,
+    lr: float = 1e-2,
     optimizer: optax.GradientTransformation | None = None,
-    ema_decay: float = 0.995,
+    ema_decay: float = 0.99,
     t_min: float = 1e-3,
     weighting: str = "sigma2",
     time_sampling: str = "stratified",
@@ -146,6 +147,9 @@ def train(
 
     optimizer = default_optimizer(steps, lr) if optimizer is None else optimizer
     params, static = eqx.partition(model, eqx.is_inexact_array)
+    # Weak-typed scalars (an SDE's `beta_min`, built from a Python float) leave the first step
+    # strongly typed; make them so now, or the second chunk compiles the scan a second time.
+    params = jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), params)
     state = _State(params, params, optimizer.init(params))
     chunk = chunk_size or max(1, math.ceil(steps / 20))
     chunk = min(chunk, steps)
