@@ -18,7 +18,8 @@ Where `jax.default_backend() == "gpu"`, the JAX samplers also run 10^6 particles
 
 The last line is `speedup_vs_diffrax_sde=<x>`: the median time of the fastest Diffrax
 configuration divided by that of the fused scan, on the MLP job (above 1: the scan is faster).
-Within about 10% (0.9-1.1), `sample` defaults to Diffrax, the library we keep.
+Within about 10% (0.9-1.1) the two cost the same; `sgmteach/sample.py` says which is the default
+and why.
 
 Run: `.venv/bin/python benchmarks/sampling.py` (or `make bench`).
 """

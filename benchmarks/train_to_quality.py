@@ -17,14 +17,15 @@ Checkpoints are the same step counts `LADDER` for both, run in alternation (a Py
 then an sgmteach call), so that load from other processes falls on both. The clocks stop while
 a checkpoint is evaluated.
 
-**Quality.** A model's samples come from `sgmteach.sample` (reverse SDE, Euler–Maruyama,
-500 steps, $t_0 = 10^{-3}$); PyTorch weights are copied into a `ScoreMLP` first, so both sides
-are judged by the same code with the same keys. One sliced $W_1$ (256 fixed projections) at
-n = 4000 has a relative spread of about 25%, so a single draw passes or fails by luck. The
-score at a checkpoint is the mean over 8 groups of 4000 samples of the sliced $W_1$ from each
-group to its own fresh 4000-point target sample, divided by the Monte-Carlo floor (the mean of
-`mc_floor` over 64 pairs of 4000-point target samples). To save time, evaluation stops after 2
-groups when their mean exceeds 2 (a model at 1.3 does so in well under 1% of draws). A side has
+**Quality.** A model's samples come from `sgmteach.sample` (reverse SDE, Euler–Maruyama, 500
+steps, $t_0 = 10^{-3}$); PyTorch weights are copied into a `ScoreMLP` first, so both sides are
+judged by the same code with the same keys. One sliced $W_1$ (256 fixed projections) at n = 4000
+has a relative spread of about 30%, with a long right tail, so a single draw passes or fails by
+luck. The score at a checkpoint is the mean over 8 groups of 4000 samples of the sliced $W_1$
+from each group to its own fresh 4000-point target sample, divided by the Monte-Carlo floor (the
+mean of `mc_floor` over 64 pairs of 4000-point target samples). To save time, evaluation stops
+after 2 groups when their mean exceeds 2.5 (single groups of models scoring 1.1-1.3 reached at
+most 2.7 in our runs, so a model near the threshold is not cut short this way). A side has
 reached quality at checkpoint `S` when its score is <= 1.3 there and at the next checkpoint; its
 time to quality is its time at `S`. A side that never gets there stops at `CAP` steps, or, once
 sgmteach has reached quality, when its clock passes `TIME_CAP` times sgmteach's: the printed
@@ -54,7 +55,7 @@ import sgmteach as sg
 
 SEED = 0
 N_DATA = 20_000
-N_EVAL, GROUPS, SCREEN_GROUPS, SCREEN = 4000, 8, 2, 2.0
+N_EVAL, GROUPS, SCREEN_GROUPS, SCREEN = 4000, 8, 2, 2.5
 FLOOR_REPEATS = 64
 THRESHOLD = 1.3
 LADDER = (500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 14000,
