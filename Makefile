@@ -27,8 +27,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q 'torch==2.13.0'
 	touch $(BENCH_STAMP)
 
+# JupyterLab refuses to run as root unless told; containers and CI machines often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=tutorials --port=$(PORT)
+	$(BIN)/jupyter lab --notebook-dir=tutorials --port=$(PORT) $(ROOT_FLAG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
