@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 PORT   ?= 8888
 BINDER_CHECK := tools/binder_check.py
+# A notebook cell that runs 10 minutes has hung (the slowest takes under a minute).
+NBVAL_TIMEOUT := --nbval-cell-timeout=600
 
 .PHONY: lab test unit notebooks binder-check binder-lock bench lint clean
 
@@ -35,14 +37,14 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tutorials
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT) tutorials
 	$(BIN)/python $(BINDER_CHECK) check
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tutorials
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT) tutorials
 
 # Standard library only; runs with .venv's Python (3.11+) but builds .binder-venv with the
 # Python that binder/runtime.txt names when it is on PATH.

@@ -1,5 +1,11 @@
 """sgmteach: score-based generative models and mean-field-game flows, taught in JAX."""
 
+from . import _xla
+
+_xla.configure()  # before anything computes: see _xla.py (a hang of XLA's CPU runtime)
+
+# ruff: noqa: E402
+
 from .bounds import divergence_rate as divergence_rate
 from .bounds import invariant_gan_bound as invariant_gan_bound
 from .bounds import samples_needed as samples_needed

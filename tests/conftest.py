@@ -6,15 +6,15 @@ run in float32, as learners do; tests that compare against closed forms to ~1e-1
 `x64` fixture.
 """
 
-import jax
-import pytest
+# sgmteach first: importing it sets an XLA flag that must be in place before JAX's CPU backend
+# starts (sgmteach/_xla.py: without it, XLA's CPU runtime sometimes hangs on this library's
+# vmapped computations).
+import sgmteach  # noqa: F401, I001
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-# JAX's CPU client dispatches large computations asynchronously, and under load such a call
-# sometimes never returns (all threads parked on futexes; reported upstream as jax-ml/jax#25861,
-# whose workaround this is). Here it hit the jitted loss and floor computations of
-# test_losses.py in 5 of ~150 calls under a loaded CPU; with synchronous dispatch, 0 of 120.
-jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ ten thousand runs (and never, with the fixed keys used here, unless the code cha
 import contextlib
 import logging
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,11 +54,15 @@ def moments_se(x):
     return mu, x.std(0, ddof=1) / np.sqrt(n), prods.mean(0), prods.std(0, ddof=1) / np.sqrt(n)
 
 
+@eqx.filter_jit
+def _coefficients(sde, ts):
+    a = jax.vmap(lambda t: sde.drift(jnp.ones((), ts.dtype), t))(ts)
+    return a, jax.vmap(sde.diffusion)(ts) ** 2
+
+
 def linear_coefficients(sde, ts):
     """`(a(t), g(t)^2)` for a linear SDE `dx = a(t) x dt + g(t) dW`, on the times `ts`."""
-    ts = jnp.asarray(ts)
-    a = jax.vmap(lambda t: sde.drift(jnp.ones((), ts.dtype), t))(ts)
-    g2 = jax.vmap(sde.diffusion)(ts) ** 2
+    a, g2 = _coefficients(sde, jnp.asarray(ts))
     return np.asarray(a, np.float64), np.asarray(g2, np.float64)
 
 

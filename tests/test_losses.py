@@ -132,7 +132,7 @@ def test_floor_identity_against_direct_monte_carlo(weighting):
     # C(t) = lambda / s^2 (d - s^2 E||grad log p_t||^2) (dsm_floor) against the definition
     # E lambda ||grad log p_t(x_t) + z/s_t||^2; independent keys, s.e. sqrt(se1^2 + se2^2).
     target, n = _target(), 20_000
-    for i, t in enumerate((0.05, 0.3, 0.8)):
+    for i, t in enumerate((0.05, 0.5)):
         t = jnp.asarray(t)
         closed, se_closed = dsm_floor(target, SDE, t, key=jr.key(10 + i), n=n,
                                       weighting=weighting)
@@ -150,7 +150,7 @@ def test_floor_of_a_gaussian_in_closed_form(weighting):
     d, v = 2, 0.7
     target = GaussianMixture(jnp.full(4, 0.25), jnp.tile(jnp.array([[1.0, -2.0]]), (4, 1)),
                              jnp.tile(v * jnp.eye(d)[None], (4, 1, 1)))
-    for i, t in enumerate((0.05, 0.3, 0.8)):
+    for i, t in enumerate((0.05, 0.5)):
         t = jnp.asarray(t)
         m, s = SDE.marginal_mean_std(t)
         exact = float(_weight(SDE, t, weighting) * d * m**2 * v / (s**2 * (m**2 * v + s**2)))

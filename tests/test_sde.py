@@ -69,6 +69,14 @@ def test_marginal_moments_match_euler_maruyama(name):
     assert_mc_close(var, exact_var, se_var, bias=bias_var, what=f"{name} variance")  # 5 s.e.
 
 
+@eqx.filter_jit
+def _moments_and_derivatives(sde, ts):
+    mean = lambda t: sde.marginal_mean_std(t)[0]
+    var = lambda t: sde.marginal_mean_std(t)[1] ** 2
+    return (jax.vmap(mean)(ts), jax.vmap(var)(ts), jax.vmap(jax.jacfwd(mean))(ts),
+            jax.vmap(jax.jacfwd(var))(ts))
+
+
 @pytest.mark.parametrize("name", SDES)
 def test_moment_odes_from_drift_and_diffusion(name, x64):
     # For dx = a(t) x dt + g dW the transition moments solve dm/dt = a m and
@@ -77,12 +85,8 @@ def test_moment_odes_from_drift_and_diffusion(name, x64):
     T = float(sde.T)
     # (t = T itself: see test_cosine_rate_at_T.)
     ts = jnp.asarray([0.004, 0.05, 0.3, 0.6, 0.95, 0.999]) * T
-    mean = lambda t: sde.marginal_mean_std(t)[0]
-    var = lambda t: sde.marginal_mean_std(t)[1] ** 2
-    dm = jax.vmap(jax.jacfwd(mean))(ts)
-    dv = jax.vmap(jax.jacfwd(var))(ts)
+    m, v, dm, dv = _moments_and_derivatives(sde, ts)
     a, g2 = linear_coefficients(sde, ts)
-    m, v = jax.vmap(mean)(ts), jax.vmap(var)(ts)
     # float64 autodiff of closed forms: rounding ~1e-16 times a cancellation of at most
     # 1 / m_T^2 ~ e^10 (VP: 2 a s^2 + g^2 = beta m^2), so 1e-9 relative is ample.
     np.testing.assert_allclose(dm, a * np.asarray(m), rtol=1e-9, atol=1e-12)
@@ -125,8 +129,10 @@ def test_cosine_schedule_is_clipped_nichol_dhariwal(kind, x64):
     sde = kind(bmin, bmax, schedule="cosine", T=T)
     log_abar = lambda t: 2 * jnp.log(jnp.cos(0.5 * jnp.pi * (t / T + _S) / (1 + _S)))
     ts = jnp.linspace(0.0, T, 201)[:-1]  # t = T: see test_cosine_rate_at_T
-    expected = jnp.clip(jax.vmap(jax.grad(lambda t: -log_abar(t)))(ts), bmin, bmax)
-    np.testing.assert_allclose(jax.vmap(sde.beta)(ts), expected, rtol=1e-12)
+    rate = jax.jit(jax.vmap(jax.grad(lambda t: -log_abar(t))))
+    expected = jnp.clip(rate(ts), bmin, bmax)
+    beta = eqx.filter_jit(lambda sde, ts: jax.vmap(sde.beta)(ts))(sde, ts)
+    np.testing.assert_allclose(beta, expected, rtol=1e-12)
     # Both clips are active on [0, T), so the kinks are exercised.
     assert float(sde.beta(ts[0])) == bmin and float(sde.beta(ts[-1])) == bmax
 

@@ -339,7 +339,8 @@ def check(args) -> int:
             cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    # pyproject's addopts turn on jaxtyping's import hook with beartype, a dev tool
                    # that Binder does not install; the hook would not reach the kernel anyway.
-                   "-o", "addopts=", "--nbval-lax", "--nbval-current-env", nb]
+                   "-o", "addopts=", "--nbval-lax", "--nbval-current-env",
+                   "--nbval-cell-timeout=600", nb]  # 10 min: a hung cell, as in the Makefile
             say(f"running {nb.name}")
             with open(log, "wb") as out:
                 r = run_measured(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
