@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -132,6 +133,24 @@ def test_postbuild_fails_fast_and_installs_the_package():
     assert any("." in words and "--no-deps" in words for words in installs), (
         "postBuild should `pip install --no-deps -e .` (dependencies come pinned from "
         "requirements.txt; repo2docker skips the package itself when binder/ exists)")
+
+
+def test_start_sets_the_memory_settings_and_runs_the_command():
+    # repo2docker runs binder/start at every launch; its last line must be `exec "$@"`, or the
+    # server never starts. Run it for real: it must pass the command through (with its
+    # arguments), keep a user's XLA_FLAGS and add the memory settings binder-check measured.
+    path = BINDER / "start"
+    assert os.access(path, os.X_OK), "binder/start must be executable (chmod +x)"
+    code = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()
+            and not ln.lstrip().startswith("#")]
+    assert code[-1] == 'exec "$@"'
+    env = {"PATH": os.environ["PATH"], "XLA_FLAGS": "--xla_dump_to=/nowhere"}
+    out = subprocess.run([str(path), sys.executable, "-c",
+                          "import os, sys; print(os.environ['MALLOC_ARENA_MAX']);"
+                          "print(os.environ['XLA_FLAGS']); print(sys.argv[1:])", "a b"],
+                         env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["2", "--xla_dump_to=/nowhere --xla_cpu_parallel_codegen_split_count=1",
+                   "['a b']"]
 
 
 def test_binder_folder_is_unambiguous():

@@ -15,8 +15,9 @@ Two subcommands, driven by the Makefile:
        ``sgmteach`` and ``widgets`` and constructs a ``plotly.graph_objects.FigureWidget`` (plotly
        6+ only raises for a missing anywidget on construction).
     3. Runs each ``tutorials/*.ipynb`` with ``pytest --nbval-lax --nbval-current-env`` inside that
-       environment and records the peak memory of the whole process tree (pytest + the kernel it
-       starts). Fails when any notebook fails or peaks above ``--limit-mb`` (1500 MB; mybinder.org
+       environment, through ``binder/start`` as repo2docker launches everything, and records the
+       peak memory of the whole process tree (pytest + the kernel it starts). Fails when any
+       notebook fails or peaks above ``--limit-mb`` (1500 MB; mybinder.org
        gives at most 2 GB and restarts the kernel above it).
 
     How the peak is measured (Linux): every 50 ms the script walks ``/proc`` for all descendants of
@@ -56,6 +57,7 @@ BINDER = ROOT / "binder"
 REQUIREMENTS = BINDER / "requirements.txt"
 POSTBUILD = BINDER / "postBuild"
 RUNTIME = BINDER / "runtime.txt"
+START = BINDER / "start"  # repo2docker wraps every launch in it: so do the notebook runs here
 PYPROJECT = ROOT / "pyproject.toml"
 DEFAULT_VENV = ROOT / ".binder-venv"
 STAMP_NAME = ".binder-stamp.json"
@@ -336,7 +338,8 @@ def check(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for nb in notebooks:
             log = Path(tmp) / f"{nb.stem}.log"
-            cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            start = [START] if START.exists() else []
+            cmd = [*start, python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    # pyproject's addopts turn on jaxtyping's import hook with beartype, a dev tool
                    # that Binder does not install; the hook would not reach the kernel anyway.
                    "-o", "addopts=", "--nbval-lax", "--nbval-current-env",
