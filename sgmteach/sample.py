@@ -5,16 +5,18 @@ $dx = [g^2 s(x, t) - f(x, t)]\,d\tau + g(t)\,d\bar W_\tau$ and the probability-f
 $dx/d\tau = \tfrac12 g^2 s(x, t) - f(x, t)$; both carry $p_T$ to $p_{t_0}$. Integration stops at
 an early-stopping time $t_0 > 0$, where the score of a learned model is least reliable.
 
-**Which solver, and why.** The ODE goes through Diffrax (`Tsit5`, adaptive PID steps): an
-adaptive high-order solver is where a library earns its keep. For the reverse SDE both paths
-exist and were measured (`benchmarks/sampling.py`, 4000 particles x 500 steps, 2-core CPU,
-medians of interleaved runs): Diffrax's `Euler` with an `UnsafeBrownianPath` (one fresh normal
-draw per step) and `ForwardMode` took 0.98-1.02x the fused Euler–Maruyama `lax.scan` with a
-`ScoreMLP(2, 128, 3)` and 1.08x with the exact score of `ring(8)`; a `VirtualBrownianTree` took
-1.9-2x and 3.4-3.5x (it rebuilds every increment from a tree about ten levels deep, which only
-pays when a path is evaluated again). As they cost the same, the default stays the scan, which
-`trajectories` also uses, so `sample` and the last snapshot of `trajectories` agree for the
-same key; `backend="diffrax"` runs Diffrax, with the same law.
+**Which solver, and why.** Diffrax, the kept library, for both. The ODE uses `Tsit5` with
+adaptive PID steps: an adaptive high-order solver is where a library earns its keep. For the
+reverse SDE both paths exist and were measured (`benchmarks/sampling.py`, 4000 particles x 500
+steps, 2-core CPU, medians of interleaved runs): Diffrax's `Euler` with an `UnsafeBrownianPath`
+(one fresh normal draw per step) and `ForwardMode` took 0.98-1.02x the fused Euler–Maruyama
+`lax.scan` with a `ScoreMLP(2, 128, 3)` and 1.08x with the exact score of `ring(8)`; a
+`VirtualBrownianTree` took 1.9-2x and 3.4-3.5x (it rebuilds every increment from a tree about
+ten levels deep, which only pays when a path is evaluated again). As the unsafe path costs what
+the scan costs, Diffrax is the default (`backend="diffrax"`); `backend="scan"` keeps the fused
+scan, with the same law, for comparison. `sample` and `trajectories` share one step grid and
+one Brownian path per backend, so `sample` returns the last snapshot of `trajectories` for the
+same key.
 """
 
 import diffrax as dfx
@@ -134,7 +136,7 @@ def _sample(score, sde, key, t0, n, dim, method, steps, backend):
 
 
 def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps: int = 500,
-           t0: float | Scalar = 1e-3, backend: str = "scan"):
+           t0: float | Scalar = 1e-3, backend: str = "diffrax"):
     r"""Draw `n` samples by integrating from $t = T$ (the prior) down to $t_0$.
 
     **Arguments:**
@@ -146,8 +148,8 @@ def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps
     - `method`: `"sde"` (reverse SDE, Euler–Maruyama with `steps` steps) or `"ode"`
       (probability-flow ODE, adaptive Tsit5; `steps` is ignored).
     - `t0`: early-stopping time in $[0, T]$ (may be an array: changing it never recompiles).
-    - `backend`: for the reverse SDE, `"scan"` (default, a fused `lax.scan`) or `"diffrax"`
-      (`diffeqsolve`, `Euler`, `UnsafeBrownianPath`); same law, same cost.
+    - `backend`: for the reverse SDE, `"diffrax"` (default: `diffeqsolve`, `Euler`,
+      `UnsafeBrownianPath`) or `"scan"` (a fused `lax.scan`); same law, same cost.
 
     **Returns:** samples at $t_0$, shape `(n, dim)`.
     """
@@ -156,30 +158,34 @@ def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps
 
 
 @eqx.filter_jit
-def _trajectories(score, sde, key, t0, n, dim, method, steps, n_saves):
+def _trajectories(score, sde, key, t0, n, dim, method, steps, n_saves, backend):
     pk, nk = jr.split(key)
     x = sde.prior_sample(n, dim, key=pk)
     ts = sde.T - (sde.T - t0) * jnp.arange(n_saves + 1) / n_saves
     if method == "ode":
         xs = _pf_ode(score, sde, x, t0, ts=ts)[0]
         return ts, xs
+    if backend == "diffrax":
+        return ts, _diffrax_sde(score, sde, x, t0, nk, steps, ts=ts)
     _, xs = _em_scan(score, sde, x, t0, nk, steps, steps // n_saves)
     return ts, jnp.concatenate([x[None], xs])
 
 
 def trajectories(score, sde, n: int, dim: int, *, key: Key, method: str = "sde",
-                 steps: int = 500, n_saves: int = 50, t0: float | Scalar = 1e-3):
+                 steps: int = 500, n_saves: int = 50, t0: float | Scalar = 1e-3,
+                 backend: str = "diffrax"):
     r"""Like `sample`, but keeps `n_saves + 1` snapshots from $T$ down to $t_0$ for plotting.
 
-    For the SDE, `steps` must be a multiple of `n_saves` (snapshots fall on solver steps).
+    For the SDE, `steps` must be a multiple of `n_saves` (snapshots fall on solver steps), and
+    `backend` is as in `sample`.
 
     **Returns:** `(ts, xs)`: times, shape `(n_saves + 1,)`, decreasing from $T$ to $t_0$, and
     particles, shape `(n_saves + 1, n, dim)`.
     """
-    t0 = _check_args(sde, n, dim, steps, t0, method, "scan")
+    t0 = _check_args(sde, n, dim, steps, t0, method, backend)
     if int(n_saves) != n_saves or n_saves < 1:
         raise ValueError(f"n_saves must be a positive integer, got {n_saves}.")
     if method == "sde" and steps % n_saves:
         raise ValueError(f"steps ({steps}) must be a multiple of n_saves ({n_saves}).")
     return _trajectories(score, sde, key, jnp.asarray(t0, dtype=float), n, dim, method, steps,
-                         n_saves)
+                         n_saves, backend)

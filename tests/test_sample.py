@@ -116,19 +116,25 @@ def test_diffrax_backend_has_the_same_law(ring_case):
     assert not np.allclose(xs[0], xs[1])  # but not the same draws
 
 
-@pytest.mark.parametrize("method", ["sde", "ode"])
-def test_trajectories(method):
+@pytest.mark.parametrize("method, backend", [("sde", "diffrax"), ("sde", "scan"),
+                                             ("ode", "diffrax")])
+def test_trajectories(method, backend):
     target, sde = gaussian(jnp.array([1.0, -1.0]), 0.5 * jnp.eye(2)), VPSDE(0.1, 20.0)
     score, n, steps, n_saves, t0 = ExactScore(target, sde), 64, 20, 5, 0.01
     ts, xs = trajectories(score, sde, n, 2, key=jr.key(0), method=method, steps=steps,
-                          n_saves=n_saves, t0=t0)
+                          n_saves=n_saves, t0=t0, backend=backend)
     assert ts.shape == (n_saves + 1,) and xs.shape == (n_saves + 1, n, 2)
     np.testing.assert_allclose(ts[0], 1.0, rtol=1e-6)
     np.testing.assert_allclose(ts[-1], t0, rtol=1e-5)
     np.testing.assert_allclose(np.diff(ts), -(1.0 - t0) / n_saves, rtol=1e-5)  # equal steps down
     if method == "sde":  # the last snapshot is what `sample` returns for the same key
-        end = sample(score, sde, n, 2, key=jr.key(0), method=method, steps=steps, t0=t0)
+        end = sample(score, sde, n, 2, key=jr.key(0), method=method, steps=steps, t0=t0,
+                     backend=backend)
         np.testing.assert_allclose(xs[-1], end, rtol=1e-5, atol=1e-5)
+    # Every backend and method starts from the same prior draw (the first snapshot, at T).
+    _, first = trajectories(score, sde, n, 2, key=jr.key(0), method="sde", steps=steps,
+                            n_saves=n_saves, t0=t0, backend="scan")
+    np.testing.assert_array_equal(xs[0], first[0])
 
 
 def test_changing_t0_or_the_sde_does_not_recompile():
