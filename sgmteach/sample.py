@@ -9,8 +9,8 @@ an early-stopping time $t_0 > 0$, where the score of a learned model is least re
 adaptive PID steps: an adaptive high-order solver is where a library earns its keep. For the
 reverse SDE both paths exist and were measured (`benchmarks/sampling.py`, 4000 particles x 500
 steps, 2-core CPU, medians of interleaved runs): Diffrax's `Euler` with an `UnsafeBrownianPath`
-(one fresh normal draw per step) and `ForwardMode` took 0.98-1.02x the fused Euler–Maruyama
-`lax.scan` with a `ScoreMLP(2, 128, 3)` and 1.08x with the exact score of `ring(8)`; a
+(one fresh normal draw per step) and `ForwardMode` took 0.97-1.02x the fused Euler–Maruyama
+`lax.scan` with a `ScoreMLP(2, 128, 3)` and 1.08-1.11x with the exact score of `ring(8)`; a
 `VirtualBrownianTree` took 1.9-2x and 3.4-3.5x (it rebuilds every increment from a tree about
 ten levels deep, which only pays when a path is evaluated again). As the unsafe path costs what
 the scan costs, Diffrax is the default (`backend="diffrax"`); `backend="scan"` keeps the fused
