@@ -107,13 +107,13 @@ def _beta_schedule(schedule: str, beta_min, beta_max, T, t):
     u = t / T
     u_lo = jnp.clip(_cos_inverse(beta_min * T), 0.0, 1.0)
     u_hi = jnp.clip(_cos_inverse(beta_max * T), 0.0, 1.0)
+    u_mid = jnp.clip(u, u_lo, u_hi)
     # Select by the thresholds, not by clipping tan: at u = 1 tan(pi/2) rounds to a huge number
     # of either sign, and a negative one would be clipped to beta_min.
     beta_cos = jnp.pi / (1 + _COSINE_S) * jnp.tan(
-        0.5 * jnp.pi * (jnp.clip(u, u_lo, u_hi) + _COSINE_S) / (1 + _COSINE_S)
+        0.5 * jnp.pi * (u_mid + _COSINE_S) / (1 + _COSINE_S)
     )
     beta = jnp.where(u >= u_hi, beta_max, jnp.where(u <= u_lo, beta_min, beta_cos / T))
-    u_mid = jnp.clip(u, u_lo, u_hi)
     integral = (
         beta_min * T * jnp.minimum(u, u_lo)
         + (_cos_antiderivative(u_mid) - _cos_antiderivative(u_lo))
