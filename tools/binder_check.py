@@ -279,6 +279,10 @@ def run_measured(cmd, *, interval: float = 0.05, **kw) -> dict:
     `tree_peak` is the largest sampled sum of RSS over the process tree; `maxrss` is the exact
     high-water mark of the largest single process (the child or any descendant it waited for),
     from `os.wait4`. `peak` is the larger of the two.
+
+    Linux carries the parent's resident size into a child's `ru_maxrss` (the child starts on a
+    copy of, or with vfork on, the parent's memory until it execs), so `maxrss` is at least the
+    caller's own peak: call this from a small process, as `make binder-check` does.
     """
     have_proc = os.path.isdir("/proc/self")
     t = time.perf_counter()
@@ -338,8 +342,7 @@ def check(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for nb in notebooks:
             log = Path(tmp) / f"{nb.stem}.log"
-            start = [START] if START.exists() else []
-            cmd = [*start, python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            cmd = [START, python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    # pyproject's addopts turn on jaxtyping's import hook with beartype, a dev tool
                    # that Binder does not install; the hook would not reach the kernel anyway.
                    "-o", "addopts=", "--nbval-lax", "--nbval-current-env",
