@@ -64,8 +64,9 @@ class ScoreMLP(eqx.Module):
         self.dim = dim
 
     def __call__(self, x: Vector, t: Scalar) -> Vector:
-        # The embedding's frequencies and the SDE are fixed, not parameters: stop their
-        # gradients so that `train` (which differentiates every float array) leaves them alone.
+        # The embedding's frequencies and the SDE are fixed, not parameters: `train` leaves
+        # them out (`trainable`), and stopping their gradients here keeps a hand-written loop
+        # that differentiates every float array from moving them.
         embed, sde = _frozen(self.embed), _frozen(self.sde)
         out = self.mlp(jnp.concatenate([x, embed(t)]))
         if sde is None:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ._checks import check_finite
 from ._types import Key
 from .losses import WEIGHTINGS, dsm_loss
+from .nets import trainable
 
 TIME_SAMPLINGS = ("stratified", "uniform")
 
@@ -146,8 +147,10 @@ def train(
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}.")
 
     optimizer = default_optimizer(steps, lr) if optimizer is None else optimizer
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    # Weak-typed scalars (an SDE's `beta_min`, built from a Python float) leave the first step
+    # Only what `count_params` counts is optimised: a ScoreMLP's time embedding and SDE stay
+    # out of the optimiser state and the EMA (`nets.trainable`).
+    params, static = eqx.partition(model, trainable(model))
+    # Weak-typed scalars (a float array built from a Python float) leave the first step
     # strongly typed; make them so now, or the second chunk compiles the scan a second time.
     params = jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), params)
     state = _State(params, params, optimizer.init(params))
