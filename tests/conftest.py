@@ -11,8 +11,8 @@ run in float32, as learners do; tests that compare against closed forms to ~1e-1
 # vmapped computations).
 import sgmteach  # noqa: F401, I001
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
