@@ -215,3 +215,43 @@ def test_peak_memory_covers_grandchildren():
     assert r["tree_peak"] >= mb * 2**20
     assert r["maxrss"] >= mb * 2**20  # waited-for grandchild's exact high-water mark
     assert r["peak"] < (mb + 400) * 2**20
+
+
+def test_interpreter_fallback_is_repeated_in_the_summary(monkeypatch):
+    """No Python of runtime.txt's version: the check falls back to this one (also under CI) and
+    says so again in its last line, where the warning cannot scroll out of sight."""
+    checker = _load_checker()
+    monkeypatch.delenv("BINDER_PYTHON", raising=False)
+    monkeypatch.setattr(checker.shutil, "which", lambda name: None)
+    monkeypatch.setattr(checker, "_version_of", lambda exe: (2, 7))  # nothing matches
+    exe, note = checker.find_python()
+    assert exe == sys.executable
+    want = "{}.{}".format(*checker.runtime_version())
+    assert note is not None and want in note and sys.executable in note
+    for failed in ([], ["03_x.ipynb"]):
+        line = checker.summary_line(failed, note)
+        assert line.endswith(f"; NOTE: {note}")
+        assert ("FAILED" in line) == bool(failed)
+    assert "NOTE" in checker.summary_line([], note, ran=False)
+
+
+def test_no_fallback_note_when_the_runtime_python_is_found(monkeypatch):
+    checker = _load_checker()
+    monkeypatch.delenv("BINDER_PYTHON", raising=False)
+    monkeypatch.setattr(checker, "_version_of", lambda exe: checker.runtime_version())
+    assert checker.find_python() == (sys.executable, None)
+    assert checker.summary_line([], None) == "all notebooks ran within the memory limit. OK"
+
+
+def test_summary_table_says_when_the_tree_peak_is_unavailable():
+    checker = _load_checker()
+    # (name, peak MB, tree MB, 1 proc MB, wall s, verdict); tree 0: no /proc was sampled.
+    table = checker.summary_table([("01_a.ipynb", 900.0, 0.0, 900.0, 30.0, "ok")], 1500)
+    row = next(line for line in table if line.startswith("01_a.ipynb"))
+    assert row.split()[1:4] == ["900", "n/a", "900"]
+    assert any(line.startswith("tree peak unavailable") for line in table)
+
+    table = checker.summary_table([("01_a.ipynb", 950.0, 950.0, 700.0, 30.0, "ok")], 1500)
+    row = next(line for line in table if line.startswith("01_a.ipynb"))
+    assert row.split()[1:4] == ["950", "950", "700"]
+    assert not any("unavailable" in line for line in table)

@@ -6,14 +6,16 @@ Two subcommands, driven by the Makefile:
 ``check`` (``make binder-check``, part of ``make test``)
     1. Builds a fresh virtual environment at ``.binder-venv`` from ``binder/requirements.txt`` and
        ``binder/postBuild`` alone (nothing from ``.venv`` or ``pyproject.toml``'s extras), with the
-       Python named in ``binder/runtime.txt`` when that interpreter is on PATH. The environment is
+       Python named in ``binder/runtime.txt`` when that interpreter is on PATH (otherwise with this
+       one, with a warning that the final summary line repeats). The environment is
        reused while ``requirements.txt`` and the interpreter are unchanged; ``postBuild`` is re-run
        when it or ``pyproject.toml`` changes. The stamp is ``.binder-venv/.binder-stamp.json``
        (content hashes, so a fresh clone with new mtimes does not rebuild).
     2. Checks that everything installed is pinned in ``requirements.txt`` (an unpinned transitive
        dependency would drift on mybinder.org), and that the widget stack really works: imports
-       ``sgmteach`` and ``widgets`` and constructs a ``plotly.graph_objects.FigureWidget`` (plotly
-       6+ only raises for a missing anywidget on construction).
+       ``sgmteach`` and ``sgmteach.widgets`` and constructs a
+       ``plotly.graph_objects.FigureWidget`` (plotly 6+ only raises for a missing anywidget on
+       construction).
     3. Runs each ``tutorials/*.ipynb`` with ``pytest --nbval-lax --nbval-current-env`` inside that
        environment, through ``binder/start`` as repo2docker launches everything, and records the
        peak memory of the whole process tree (pytest + the kernel it starts). Fails when any
@@ -27,7 +29,9 @@ Two subcommands, driven by the Makefile:
     mark ``ru_maxrss`` from ``os.wait4`` on the pytest process, which covers pytest and every
     descendant it waited for (nbval's kernel manager waits for the kernel). That number is the peak
     of the largest single process, never a sum. The reported peak is the larger of the two. Summed
-    RSS counts shared library pages once per process, so it errs high, on the safe side.
+    RSS counts shared library pages once per process, so it errs high, on the safe side. Without
+    ``/proc`` (macOS) there is no tree peak: the table says "tree peak unavailable", and the
+    limit applies to ``ru_maxrss`` alone.
 
 ``lock`` (``make binder-lock``)
     Regenerates ``binder/requirements.txt``: installs ``pyproject.toml``'s runtime dependencies
@@ -125,18 +129,33 @@ def _version_of(exe: str) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-def pick_python() -> str:
-    """The interpreter for the Binder environment: the one runtime.txt names, if available."""
+def find_python() -> tuple[str, str | None]:
+    """(interpreter for the Binder environment, fallback note or None).
+
+    The interpreter is the one runtime.txt names when BINDER_PYTHON, this Python or
+    `pythonX.Y` on PATH is it. Otherwise it is this Python, and the note says so: the check
+    still runs (also under CI=true, where a machine without that Python should still run the
+    notebooks), but its result then says less about mybinder.org, so `check` repeats the note
+    in its final summary line, where it cannot scroll out of sight.
+    """
     want = runtime_version()
     candidates = [os.environ.get("BINDER_PYTHON"), sys.executable,
                   shutil.which(f"python{want[0]}.{want[1]}")]
     for exe in candidates:
         if exe and _version_of(exe) == want:
-            return exe
+            return exe, None
     have = sys.version_info[:2]
-    say(f"WARNING: no Python {want[0]}.{want[1]} found (runtime.txt); building with "
-        f"{have[0]}.{have[1]} from {sys.executable}. Set BINDER_PYTHON to override.")
-    return sys.executable
+    note = (f"built with Python {have[0]}.{have[1]} from {sys.executable}, not runtime.txt's "
+            f"{want[0]}.{want[1]}: none found, set BINDER_PYTHON to one")
+    return sys.executable, note
+
+
+def pick_python() -> str:
+    """The interpreter for the Binder environment, with a warning when it is a fallback."""
+    exe, note = find_python()
+    if note:
+        say(f"WARNING: {note}")
+    return exe
 
 
 # --------------------------------------------------------------------------- environment
@@ -156,11 +175,10 @@ def run(cmd, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def ensure_venv(venv: Path, rebuild: bool = False) -> Path:
-    """Create or reuse the Binder environment; returns its python."""
+def ensure_venv(venv: Path, interpreter: str, rebuild: bool = False) -> Path:
+    """Create or reuse the Binder environment with `interpreter`; returns its python."""
     python = venv / "bin" / "python"
     stamp_file = venv / STAMP_NAME
-    interpreter = pick_python()
     want = {
         "requirements": sha256(REQUIREMENTS, RUNTIME),
         "interpreter": f"{interpreter} {_version_of(interpreter)}",
@@ -220,7 +238,7 @@ def verify_env(python: Path, env: dict[str, str]) -> None:
     if problems:
         raise SystemExit("binder-check: " + "\n  ".join(problems))
     run([python, "-m", "pip", "check"], env=env, cwd=ROOT)
-    smoke = ("import sgmteach, widgets, ipywidgets, jupyterlab_widgets, anywidget; "
+    smoke = ("import sgmteach, sgmteach.widgets, ipywidgets, jupyterlab_widgets, anywidget; "
              "import plotly.graph_objects as go; go.FigureWidget(); "
              "print('sgmteach', sgmteach.__version__, 'ipywidgets', ipywidgets.__version__)")
     # Run from outside the repository so that `import sgmteach` proves postBuild installed it.
@@ -331,10 +349,13 @@ def check(args) -> int:
     venv = Path(args.venv).resolve()
     notebooks = find_notebooks(args.notebooks)
     t = time.perf_counter()
-    python = ensure_venv(venv, rebuild=args.rebuild)
+    interpreter, fallback = find_python()
+    if fallback:
+        say(f"WARNING: {fallback}")
+    python = ensure_venv(venv, interpreter, rebuild=args.rebuild)
     say(f"environment ready in {time.perf_counter() - t:.0f} s")
     if not notebooks:
-        say("no notebooks in tutorials/ yet: environment built and verified, nothing to run. OK")
+        say(summary_line([], fallback, ran=False))
         return 0
 
     env = venv_env(venv)
@@ -365,21 +386,48 @@ def check(args) -> int:
                 lines = text.strip().splitlines()
                 say(f"{nb.name}: {lines[-1] if lines else 'no output'}")
 
-    width = max(len("notebook"), *(len(r[0]) for r in rows))
     print()
-    print(f"Peak memory per notebook (limit {args.limit_mb:.0f} MB; mybinder.org restarts the "
-          f"kernel above {BINDER_MAX_MB:.0f} MB)")
-    print(f"{'notebook':<{width}}  {'peak MB':>8}  {'tree MB':>8}  {'1 proc MB':>9}  "
-          f"{'wall s':>7}  result")
+    print("\n".join(summary_table(rows, args.limit_mb)), flush=True)
+    say(summary_line(failed, fallback))
+    return 1 if failed else 0
+
+
+def summary_table(rows: list[tuple], limit_mb: float) -> list[str]:
+    """The per-notebook table: rows of (name, peak MB, tree MB, 1 proc MB, wall s, verdict).
+
+    A tree peak of 0 means nothing was sampled (no /proc: macOS, or a system without procfs),
+    not 0 MB: the table says so, since the peak is then one process's high-water mark alone.
+    """
+    width = max(len("notebook"), *(len(r[0]) for r in rows))
+    lines = [f"Peak memory per notebook (limit {limit_mb:.0f} MB; mybinder.org restarts the "
+             f"kernel above {BINDER_MAX_MB:.0f} MB)",
+             f"{'notebook':<{width}}  {'peak MB':>8}  {'tree MB':>8}  {'1 proc MB':>9}  "
+             f"{'wall s':>7}  result"]
+    unavailable = False
     for name, mb, tree, single, wall, verdict in rows:
-        print(f"{name:<{width}}  {mb:8.0f}  {tree:8.0f}  {single:9.0f}  {wall:7.1f}  {verdict}")
-    print("peak = max(tree: sampled sum of RSS over pytest + kernel, "
-          "1 proc: exact ru_maxrss high-water mark of the largest process)", flush=True)
+        if tree > 0:
+            tree_cell = f"{tree:8.0f}"
+        else:
+            tree_cell, unavailable = f"{'n/a':>8}", True
+        lines.append(f"{name:<{width}}  {mb:8.0f}  {tree_cell}  {single:9.0f}  {wall:7.1f}  "
+                     f"{verdict}")
+    lines.append("peak = max(tree: sampled sum of RSS over pytest + kernel, "
+                 "1 proc: exact ru_maxrss high-water mark of the largest process)")
+    if unavailable:
+        lines.append("tree peak unavailable (n/a: /proc could not be sampled): peak is the "
+                     "largest single process alone, which misses the sum over pytest + kernel")
+    return lines
+
+
+def summary_line(failed: list[str], fallback: str | None, ran: bool = True) -> str:
+    """The last line `check` prints; it repeats an interpreter fallback so it stays visible."""
     if failed:
-        say(f"FAILED: {', '.join(failed)}")
-        return 1
-    say("all notebooks ran within the memory limit. OK")
-    return 0
+        line = f"FAILED: {', '.join(failed)}"
+    elif ran:
+        line = "all notebooks ran within the memory limit. OK"
+    else:
+        line = "no notebooks in tutorials/ yet: environment built and verified, nothing to run. OK"
+    return f"{line}; NOTE: {fallback}" if fallback else line
 
 
 # --------------------------------------------------------------------------- lock
