@@ -130,7 +130,7 @@ def quality(model, sde, target, metric, floor: float, idx: int, *, key) -> tuple
     for g in range(GROUPS):
         sk, rk = jr.split(jr.fold_in(jr.fold_in(key, idx), g))
         x = sg.sample(model, sde, N_EVAL, 2, key=sk)
-        ratios.append(metric(x, target.sample(rk, N_EVAL)) / floor)
+        ratios.append(metric(x, target.sample(N_EVAL, key=rk)) / floor)
         if g + 1 == SCREEN_GROUPS and np.mean(ratios) > SCREEN:
             break
     return float(np.mean(ratios)), len(ratios)
@@ -162,7 +162,7 @@ def main() -> None:
     )
     data_key, init_key, train_key, floor_key, eval_key, proj_key = jr.split(jr.key(SEED), 6)
     target, sde = sg.ring(8, 4.0, 0.3), sg.VPSDE(0.1, 20.0)
-    data = target.sample(data_key, N_DATA)
+    data = target.sample(N_DATA, key=data_key)
     metric = functools.partial(sg.sliced_wasserstein, key=proj_key)
     floor = sg.mc_floor(metric, target, N_EVAL, key=floor_key, repeats=FLOOR_REPEATS)
     print(f"sliced W1 floor at n={N_EVAL}: {floor}; quality: mean of {GROUPS} groups "

@@ -22,10 +22,10 @@ import jax
 import jax.random as jr
 import numpy as np
 import plotly.graph_objects as go
+import sgmteach.widgets as widgets
+from sgmteach.widgets.plots import density_grid
 
 import sgmteach as sg
-import widgets
-from widgets.plots import density_grid
 
 MOVES = 50
 
@@ -58,7 +58,7 @@ def time_explorer(cls, rng):
 def naive_baseline(ts, betas, n):
     """`interact` + Python floats as static arguments + a new figure per call."""
     target = sg.ring()
-    x0 = target.sample(jr.key(0), n)
+    x0 = target.sample(n, key=jr.key(0))
     z = jr.normal(jr.key(1), x0.shape)
 
     @functools.partial(jax.jit, static_argnums=(0, 1))

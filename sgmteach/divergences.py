@@ -3,12 +3,16 @@ r"""Variational divergence estimators from samples, each with its group-invarian
 A divergence $D(P\|Q)$ with a variational form $\sup_{\gamma\in\Gamma}\{\ldots\}$ is estimated by
 plugging in the empirical measures; the invariant estimator restricts $\Gamma$ to
 $G$-invariant test functions, which for an orthogonal action is the same as symmetrising both
-samples (divergences notes §3.2):
+samples (Chen, Katsoulakis, Rey-Bellet, Zhu, ICML 2023):
 
 $$D^{\Gamma^G}(P_m\|Q_n) = D^{\Gamma}(S_G P_m\|S_G Q_n).$$
 
-For invariant $P, Q$ this adds no bias and removes variance. Every function here takes
-`group=None` (plain) or an `AbstractGroup` (invariant).
+For invariant $P, Q$ the population value is unchanged, while the estimation error of the
+plug-in (its bias and its variance) shrinks. Every function here takes `group=None` (plain) or
+a group (invariant): any object with the `GroupAction` interface of `sgmteach._types`
+(`dim`, `order`, `matrices`, `act`, `orbit`, `invariant`), such as the groups of
+`sgmteach.symmetry`. This module is part of the core, shared by several topics, and imports
+no topic.
 
 - `w1_exact`: $W_1$ by exact optimal transport (POT), between the symmetrised samples.
 - `w1_dual`: $\sup_{\mathrm{Lip}\,\gamma\le1} \mathbb{E}_P\gamma - \mathbb{E}_Q\gamma$ with a
@@ -21,7 +25,9 @@ For invariant $P, Q$ this adds no bias and removes variance. Every function here
 Critic values are *certified*: after training, the critic is rescaled by its Lipschitz constant
 on the (symmetrised) samples, which by McShane's extension makes it an admissible test
 function, so the reported value is a true lower bound of the plug-in divergence:
-$\hat W \le W_1(S_G P_m, S_G Q_n)$ and $\hat D \le D^{\Gamma_L}_{f_\alpha} \le L\,W_1$ exactly.
+$\hat W \le W_1(S_G P_m, S_G Q_n)$ and $\hat D \le D^{\Gamma_L}_{f_\alpha} \le L\,W_1$, up to
+float32 round-off (the Lipschitz constant is computed in float32, over pairs not closer than
+$10^{-5}(1 + \max|z|)$).
 
 References: Chen, Katsoulakis, Rey-Bellet, Zhu, "Sample Complexity of Probability Divergences
 under Group Symmetry" (ICML 2023); Birrell, Dupuis, Katsoulakis, Pantazis, Rey-Bellet,
@@ -40,25 +46,24 @@ import optax
 import ot
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from ._types import Key
-from .groups import AbstractGroup, InvariantFunction, symmetrize
-from .metrics import _pair, wasserstein1
+from ._checks import positive_int, sample_pair
+from ._types import GroupAction, Key, Number
+from .metrics import wasserstein1
 from .mixture import GaussianMixture
-
-Number = Real[ArrayLike, ""]  # a Python int or float, a NumPy scalar or a 0-d array
 
 
 def _check_group(group, d: int):
     if group is None:
         return
-    if not isinstance(group, AbstractGroup):
-        raise TypeError(f"group must be an AbstractGroup or None, got {type(group).__name__}.")
+    if not isinstance(group, GroupAction):
+        raise TypeError(f"group must be a group (e.g. sgmteach.symmetry.CyclicGroup) or None, "
+                        f"got {type(group).__name__}.")
     if group.dim != d:
         raise ValueError(f"the samples have d={d} but the group acts on d={group.dim}.")
 
 
 def _samples(x, y, group):
-    x, y = _pair(x, y)  # float64 NumPy, (n, d) and (m, d), finite, same d
+    x, y = sample_pair(x, y)  # float64 NumPy, (n, d) and (m, d), finite, same d
     _check_group(group, x.shape[1])
     return x, y
 
@@ -107,28 +112,29 @@ def _f_alpha_conjugate_grad(y, alpha):
 # Exact W1 and its continuous-group limit
 
 
-def w1_exact(x: ArrayLike, y: ArrayLike, *, group: AbstractGroup | None = None) -> float:
+def w1_exact(x: ArrayLike, y: ArrayLike, *, group: GroupAction | None = None) -> float:
     r"""Exact $W_1(S_G P_m, S_G Q_n)$ by optimal transport (POT), `group=None` for plain $W_1$.
 
     Equal to $\sup$ over $G$-invariant 1-Lipschitz $\gamma$ of $\mathbb{E}_{P_m}\gamma -
     \mathbb{E}_{Q_n}\gamma$. Cost $O((|G| n)^3)$: keep $|G| n \lesssim 2000$.
 
-    **Arguments:** `x` `(m, d)`, `y` `(n, d)`; `group`, an `AbstractGroup` or `None`.
+    **Arguments:** `x` `(m, d)`, `y` `(n, d)`; `group`, a group or `None`.
     """
     x, y = _samples(x, y, group)
     if group is not None:
-        x, y = (np.asarray(symmetrize(jnp.asarray(v), group), np.float64) for v in (x, y))
+        x, y = (np.asarray(group.orbit(jnp.asarray(v)), np.float64).reshape(-1, v.shape[1])
+                for v in (x, y))
     return wasserstein1(x, y)
 
 
 def w1_radial(x: ArrayLike, y: ArrayLike) -> float:
     r"""The $SO(d)$-invariant $W_1$: the one-dimensional $W_1$ between the radii $|x_i|$, $|y_j|$.
 
-    For $SO(d)$-invariant laws $W_1(P, Q) = W_1(|X|, |Y|)$ (divergences notes §3.4: $|x|$ is
+    For $SO(d)$-invariant laws $W_1(P, Q) = W_1(|X|, |Y|)$ ($|x|$ is
     1-Lipschitz for the lower bound; couple radii monotonically along a shared direction for the
     upper), so this estimator converges like $n^{-1/2}$ in any dimension.
     """
-    x, y = _pair(x, y)
+    x, y = sample_pair(x, y)
     return float(ot.wasserstein_1d(np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1), p=1))
 
 
@@ -137,14 +143,14 @@ def w1_radial(x: ArrayLike, y: ArrayLike) -> float:
 
 
 class CriticEstimate(NamedTuple):
-    """A variational estimate from a trained critic.
+    r"""A variational estimate from a trained critic.
 
     - `value`: the certified estimate (the critic rescaled to be admissible on the samples),
       a lower bound of the plug-in divergence.
     - `raw`: the objective of the critic as trained (may exceed the plug-in value slightly,
       since a gradient penalty is soft).
     - `lipschitz`: the critic's Lipschitz constant on the (symmetrised) samples.
-    - `critic`: the trained critic `(d,) -> ()` (an `InvariantFunction` when invariant).
+    - `critic`: the trained critic `(d,) -> ()` (the group average $S_G\gamma$ when invariant).
     - `history`: the objective at each training step, shape `(steps,)`.
     """
 
@@ -155,7 +161,7 @@ class CriticEstimate(NamedTuple):
     history: np.ndarray
 
 
-def _gradient_penalty(f, x, y, key, lip, group=None):
+def gradient_penalty(f, x, y, key, lip, group=None):
     r"""One-sided penalty $\mathbb{E}(|\nabla f(\hat x)| - L)_+^2$ at random interpolates (WGAN-GP).
 
     $\hat x = u x_i + (1 - u) y_j$ with $u \sim U(0, 1)$ and $y_j$ drawn from `y`; when `group` is
@@ -183,7 +189,7 @@ def _fit(critic, x, y, key, steps, lr, penalty, lip, alpha, kind, group):
         fx, fy = jax.vmap(f)(x), jax.vmap(f)(y)
         second = fy if kind == "w1" else f_alpha_conjugate(fy, alpha)
         value = jnp.mean(fx) - jnp.mean(second)
-        return -(value - penalty * _gradient_penalty(f, x, y, key, lip, group)), value
+        return -(value - penalty * gradient_penalty(f, x, y, key, lip, group)), value
 
     def step(carry, key):
         params, state = carry
@@ -212,9 +218,8 @@ def _values_and_lipschitz(f, z, group):
 
 
 def _critic(x, y, key, group, kind, alpha, lip, steps, width, depth, lr, penalty):
-    for name, v in (("steps", steps), ("width", width), ("depth", depth)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+    steps, width, depth = (positive_int(n, v) for n, v in
+                           (("steps", steps), ("width", width), ("depth", depth)))
     for name, v in (("lr", lr), ("penalty", penalty), ("lip", lip)):
         if not float(v) > 0:
             raise ValueError(f"{name} must be > 0, got {v!r}.")
@@ -222,7 +227,7 @@ def _critic(x, y, key, group, kind, alpha, lip, steps, width, depth, lr, penalty
     dt = jnp.result_type(float)
     xj, yj = jnp.asarray(x, dt), jnp.asarray(y, dt)
     mlp = eqx.nn.MLP(x.shape[1], "scalar", int(width), int(depth), jax.nn.silu, key=init_key)
-    critic = mlp if group is None else InvariantFunction(mlp, group)
+    critic = mlp if group is None else group.invariant(mlp)
     critic, history = _fit(
         critic, xj, yj, fit_key, int(steps), jnp.asarray(lr, dt), jnp.asarray(penalty, dt),
         jnp.asarray(lip, dt), jnp.asarray(alpha, dt), kind, group,
@@ -237,7 +242,7 @@ def w1_dual(
     y: ArrayLike,
     *,
     key: Key,
-    group: AbstractGroup | None = None,
+    group: GroupAction | None = None,
     steps: int = 500,
     width: int = 32,
     depth: int = 2,
@@ -287,7 +292,7 @@ def lipschitz_alpha_divergence(
     key: Key,
     alpha: Number = 2.0,
     lip: Number = 1.0,
-    group: AbstractGroup | None = None,
+    group: GroupAction | None = None,
     steps: int = 500,
     width: int = 32,
     depth: int = 2,
@@ -341,7 +346,7 @@ def mmd2(
     y: ArrayLike,
     *,
     bandwidth: Number = 1.0,
-    group: AbstractGroup | None = None,
+    group: GroupAction | None = None,
 ) -> float:
     r"""Squared MMD (V-statistic) with the Gaussian kernel, group-averaged when invariant.
 
@@ -371,12 +376,12 @@ def expected_mmd2(
     n: int | np.integer,
     *,
     bandwidth: Number = 1.0,
-    group: AbstractGroup | None = None,
+    group: GroupAction | None = None,
 ) -> float:
     r"""Exact $\mathbb{E}\,\mathrm{MMD}^2(P, S_G P_n)$ for a $G$-invariant Gaussian mixture $P$.
 
-    With the Gaussian kernel of `mmd2` and mean embedding $\mu_P$ (divergences notes §3.5,
-    derived there, not the paper's bound):
+    With the Gaussian kernel of `mmd2` and mean embedding $\mu_P$ (derived from the
+    definition of MMD and the invariance of $P$; not the paper's bound):
 
     $$\mathbb{E}\,\mathrm{MMD}^2(P, S_G P_n) = \frac1n\Big(\frac1{|G|}\sum_g
     \mathbb{E}_P\,k(X, A_g X) - \|\mu_P\|^2_{\mathcal H}\Big),$$

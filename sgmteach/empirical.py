@@ -9,7 +9,8 @@ r_i(x) = \operatorname{softmax}_i\Big(-\frac{|x - m_t x_i|^2}{2 s_t^2}\Big),$$
 
 the unconstrained minimiser of the DSM loss on the data. Passing the orbit set
 `symmetrize(data, group)` gives $\nabla\log\rho_t^{S_G\pi^N}$: the minimiser over *equivariant*
-fields (equivariant-SGM notes §3.3), which is not the plain average
+fields (Chen, Katsoulakis, Zhang, "Equivariant score-based generative models provably
+learn distributions with symmetries efficiently"), which is not the plain average
 `EquivariantScore(EmpiricalScore(data, sde), group)`. The softmax is a log-sum-exp, so small
 $t$ (nearly one-hot weights) is safe in float32.
 """
@@ -20,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from ._checks import check_time, is_concrete
+from ._checks import check_time, float_array, is_concrete
+from .sde import AbstractLinearSDE, check_linear
 
 
 class EmpiricalScore(eqx.Module):
@@ -38,15 +40,17 @@ class EmpiricalScore(eqx.Module):
     Call as `score(x, t)` with `x` of shape `(*batch, d)` and $t \in (0, T]$ (at $t = 0$ the
     measure has no density).
 
-    **Raises:** `ValueError` for data that is not a non-empty `(N, d)` array.
+    **Raises:** `ValueError` for data that is not a non-empty `(N, d)` array, and, when called,
+    for $t$ outside $(0, T]$ (an `EquinoxRuntimeError` with the same message under `jit`).
     """
 
     data: Float[Array, "n d"]
-    sde: eqx.Module
+    sde: AbstractLinearSDE
     log_weights: Float[Array, " n"]
 
-    def __init__(self, data: Float[ArrayLike, "n d"], sde: eqx.Module, weights=None):
-        data = jnp.asarray(data)
+    def __init__(self, data: Float[ArrayLike, "n d"], sde: AbstractLinearSDE, weights=None):
+        check_linear(sde, "EmpiricalScore")
+        data = float_array(data, "data")
         if data.ndim != 2 or data.shape[0] == 0:
             raise ValueError(f"data must be a non-empty (N, d) array, got shape {data.shape}.")
         if weights is None:
@@ -71,7 +75,7 @@ class EmpiricalScore(eqx.Module):
     ) -> Float[Array, "*batch d"]:
         if jnp.shape(x)[-1:] != (self.dim,):
             raise ValueError(f"x must have last axis d={self.dim}, got shape {jnp.shape(x)}.")
-        t = check_time(t, self.sde.T)
+        t = check_time(t, self.sde.T, "t", open_left=True)
         m, s = self.sde.marginal_mean_std(t)
         lead = (1,) * (jnp.ndim(x) - 1)
         centres = (m * self.data).reshape(lead + self.data.shape)  # (..., N, d)

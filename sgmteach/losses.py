@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from ._checks import check_time, float_array
 from ._types import Key
+from .sde import check_linear
 
 WEIGHTINGS = ("sigma2", "likelihood", "none")
 
@@ -30,21 +32,29 @@ def _check_weighting(weighting: str):
 
 
 def _weight_over_var(sde, t, s, weighting: str):
-    r"""$\lambda(t)/s_t^2$."""
+    r"""$\lambda(t)/s_t^2$ (`weighting` already checked)."""
     if weighting == "sigma2":
         return jnp.ones_like(s)
     if weighting == "likelihood":
         return jax.vmap(sde.diffusion)(t) ** 2 / s**2
-    if weighting == "none":
-        return 1.0 / s**2
-    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
+    return 1.0 / s**2
 
 
-def _check_batch(x0, t):
-    if jnp.ndim(x0) != 2:
-        raise ValueError(f"x0 must have shape (n, d), got {jnp.shape(x0)}.")
-    t = jnp.broadcast_to(jnp.asarray(t, dtype=x0.dtype), x0.shape[:1])
-    return t
+def _check_batch(sde, x0, t, weighting: str):
+    """Validated `(x0, t)`: float `x0` of shape `(n, d)`, times `(n,)` in `[0, T]`.
+
+    `"likelihood"` and `"none"` divide by $s_t^2$, which is 0 at $t = 0$: there the times must
+    lie in $(0, T]$. Integer data is promoted to float (times are never cast to its dtype).
+    """
+    check_linear(sde, "a denoising loss")
+    x0 = float_array(x0, "x0")
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must have shape (n, d), got {x0.shape}.")
+    t = check_time(jnp.asarray(t, dtype=x0.dtype), sde.T, "t", open_left=weighting != "sigma2")
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != x0.shape[0]):
+        raise ValueError(f"t must be a scalar or have shape (n,) = ({x0.shape[0]},), got "
+                         f"{t.shape}.")
+    return x0, jnp.broadcast_to(t, x0.shape[:1])
 
 
 def _noised(sde, x0, t, key):
@@ -62,15 +72,19 @@ def dsm_loss(score, sde, x0, t, *, key: Key, weighting: str = "sigma2"):
     **Arguments:**
 
     - `score`: callable `(x, t) -> s` on one point, shapes `(d,), () -> (d,)`.
-    - `sde`: an `AbstractSDE`.
-    - `x0`: data batch, shape `(n, d)`; `t`: times, shape `(n,)` or `()`.
+    - `sde`: an `AbstractLinearSDE` (the loss needs $m_t$, $s_t$ in closed form).
+    - `x0`: data batch, shape `(n, d)` (integers are promoted to float); `t`: times, shape
+      `(n,)` or `()`, in $[0, T]$, or $(0, T]$ for `"likelihood"` and `"none"`.
     - `key`: PRNG key for $z$. (Keyword only.)
     - `weighting`: `"sigma2"`, `"likelihood"` or `"none"`. (Keyword only.)
 
     **Returns:** the loss, shape `()`.
+
+    **Raises:** `ValueError` for an unknown weighting, a bad shape or a time outside the
+    interval above (an `EquinoxRuntimeError` with the same message under `jit`).
     """
     _check_weighting(weighting)
-    t = _check_batch(x0, t)
+    x0, t = _check_batch(sde, x0, t, weighting)
     xt, z, s = _noised(sde, x0, t, key)
     pred = jax.vmap(score)(xt, t)
     w = _weight_over_var(sde, t, s, weighting)
@@ -85,7 +99,7 @@ def esm_loss(score, target, sde, x0, t, *, key: Key, weighting: str = "sigma2"):
     `dsm_loss - esm_loss` estimates `dsm_floor` with common random numbers.
     """
     _check_weighting(weighting)
-    t = _check_batch(x0, t)
+    x0, t = _check_batch(sde, x0, t, weighting)
     xt, _, s = _noised(sde, x0, t, key)
     pred = jax.vmap(score)(xt, t)
     exact = jax.vmap(lambda x, ti: target.diffuse(sde, ti).score(x))(xt, t)
@@ -98,16 +112,19 @@ def dsm_floor(target, sde, t, *, key: Key, n: int = 20_000, weighting: str = "si
 
     $C(t) = \frac{\lambda(t)}{s_t^2}\big(d - s_t^2\,\mathbb{E}\|\nabla\log p_t(X_t)\|^2\big)$, by
     Monte Carlo over `n` exact draws of $X_t$ (the score itself is exact). `t` is a time or an
-    array of times; with an array, each draw uses one time in turn, so the result is the floor of
-    a loss whose times are distributed like `t`.
+    array of times; with an array of `n` times, draw `i` uses `t[i]`; with any other length,
+    each draw picks one of them uniformly at random (with replacement), so the result is the
+    floor of a loss whose times are distributed like `t`.
 
     **Returns:** `(mean, standard_error)` of the estimate.
     """
     _check_weighting(weighting)
+    check_linear(sde, "dsm_floor")
     t = jnp.atleast_1d(jnp.asarray(t, dtype=float))
+    t = check_time(t, sde.T, "t", open_left=weighting != "sigma2")
     tk, xk, zk = jr.split(key, 3)
     ti = t[jr.randint(tk, (n,), 0, t.shape[0])] if t.shape[0] != n else t
-    x0 = target.sample(xk, n)
+    x0 = target.sample(n, key=xk)
     xt, _, s = _noised(sde, x0, ti, zk)
     exact = jax.vmap(lambda x, tt: target.diffuse(sde, tt).score(x))(xt, ti)
     w = _weight_over_var(sde, ti, s, weighting)

@@ -14,21 +14,8 @@ import jax.random as jr
 import numpy as np
 import ot
 
-from ._checks import check_finite
-from ._types import Key
-
-
-def _pair(x, y):
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(f"x and y must have shape (n, d), got {x.shape} and {y.shape}.")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must share the dimension d, got {x.shape[1]} and {y.shape[1]}.")
-    if len(x) == 0 or len(y) == 0:
-        raise ValueError("x and y must be non-empty.")
-    check_finite(x, "x")
-    check_finite(y, "y")
-    return x, y
+from ._checks import positive_int, sample_pair
+from ._types import Key, Target
 
 
 def wasserstein1(x, y) -> float:
@@ -37,7 +24,7 @@ def wasserstein1(x, y) -> float:
     Cost: Euclidean distance. $O(n^3)$ in time and $O(nm)$ in memory: fine to a few thousand
     points; use `sliced_wasserstein` beyond.
     """
-    x, y = _pair(x, y)
+    x, y = sample_pair(x, y)
     cost = ot.dist(x, y, metric="euclidean")
     a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
     return float(ot.emd2(a, b, cost, numItermax=10_000_000))
@@ -57,11 +44,12 @@ def sliced_wasserstein(x, y, *, key: Key, n_projections: int = 256, p: int = 1) 
     r"""Sliced $W_p$: $\big(\mathbb{E}_\theta W_p^p(\theta^\top x, \theta^\top y)\big)^{1/p}$.
 
     Directions $\theta$ are uniform on the sphere (`n_projections` of them, from `key`); each
-    one-dimensional distance is exact from sorted projections (quantile functions).
+    one-dimensional distance compares the two empirical quantile functions at the midpoints
+    $(i + 1/2)/m$, $m = \max(n_x, n_y)$: exact when one sample size divides the other (equal
+    sizes included), a midpoint approximation otherwise.
     """
-    x, y = _pair(x, y)
-    if int(n_projections) != n_projections or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive integer, got {n_projections}.")
+    x, y = sample_pair(x, y)
+    n_projections = positive_int("n_projections", n_projections)
     return float(_sliced(jnp.asarray(x), jnp.asarray(y), key, n_projections, p))
 
 
@@ -84,7 +72,7 @@ def mmd(x, y, *, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)) -> float:
     The biased (V-statistic) estimate $\sqrt{\widehat{\mathrm{MMD}}^2}$, which is never negative
     and has a positive Monte-Carlo floor.
     """
-    x, y = _pair(x, y)
+    x, y = sample_pair(x, y)
     h = jnp.asarray(bandwidths, dtype=float)
     if h.ndim != 1 or (h <= 0).any():
         raise ValueError(f"bandwidths must be positive numbers, got {bandwidths}.")
@@ -106,7 +94,10 @@ class Floor(NamedTuple):
     """A Monte-Carlo estimate: mean and standard deviation over `count` independent repeats.
 
     Formats as `mean ± s.e.` (one standard error of the mean). `ratio(floor)` divides by
-    another estimate and propagates both standard errors.
+    another estimate and propagates both standard errors *as if the two were independent*:
+    for two estimates computed on the same samples (positively correlated) the propagated
+    error is conservative. With `count == 1` the spread is unknown and `std` is 0: such an
+    estimate carries no error bar, not a zero one.
     """
 
     mean: float
@@ -128,6 +119,12 @@ class Floor(NamedTuple):
         return f"{format(self.mean, spec)} ± {format(self.sem, spec)}"
 
 
+def _check_target(target):
+    if not isinstance(target, Target):
+        raise TypeError(f"target must have a sample(n, *, key) method (a GaussianMixture, a "
+                        f"generator ...), got {type(target).__name__}.")
+
+
 def mc_floor(metric, target, n: int, *, key: Key, repeats: int = 5) -> Floor:
     r"""The value of `metric` between two independent `n`-samples of `target`.
 
@@ -135,20 +132,18 @@ def mc_floor(metric, target, n: int, *, key: Key, repeats: int = 5) -> Floor:
 
     - `metric`: callable `(x, y) -> float`, e.g. `wasserstein1` or
       `functools.partial(sliced_wasserstein, key=k)`.
-    - `target`: anything with `sample(key, n)`, e.g. a `GaussianMixture`.
+    - `target`: anything with `sample(n, *, key)`: a `GaussianMixture`, a trained generator.
     - `n`: sample size, the same as that of the samples being judged.
     - `key`: PRNG key; `repeats`: independent pairs averaged.
 
     **Returns:** a `Floor(mean, std, count)`.
     """
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}.")
-    if int(repeats) != repeats or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats}.")
+    n, repeats = positive_int("n", n), positive_int("repeats", repeats)
+    _check_target(target)
     vals = []
     for k in jr.split(key, repeats):
         ka, kb = jr.split(k)
-        vals.append(metric(target.sample(ka, n), target.sample(kb, n)))
+        vals.append(metric(target.sample(n, key=ka), target.sample(n, key=kb)))
     vals = np.asarray(vals)
     return Floor(float(vals.mean()), float(vals.std(ddof=1)) if repeats > 1 else 0.0, repeats)
 
@@ -164,15 +159,15 @@ def distance_to_target(metric, samples, target, *, key: Key, groups: int = 1) ->
     **Returns:** a `Floor(mean, std, count)` over the groups.
     """
     samples = np.asarray(samples)
-    if int(groups) != groups or groups < 1:
-        raise ValueError(f"groups must be a positive integer, got {groups}.")
+    groups = positive_int("groups", groups)
+    _check_target(target)
     if samples.ndim != 2 or len(samples) % groups:
         raise ValueError(
             f"samples must have shape (groups * n, d), got {samples.shape} for groups={groups}."
         )
     n = len(samples) // groups
     vals = [
-        metric(samples[i * n : (i + 1) * n], target.sample(k, n))
+        metric(samples[i * n : (i + 1) * n], target.sample(n, key=k))
         for i, k in enumerate(jr.split(key, groups))
     ]
     vals = np.asarray(vals)

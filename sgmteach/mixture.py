@@ -12,8 +12,27 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._checks import check_finite, check_time, is_concrete
+from ._checks import check_finite, check_time, is_concrete, positive_int
 from ._types import Key, Scalar
+from .sde import AbstractLinearSDE, check_linear
+
+
+def _check_values(weights, means, covs):
+    weights = check_finite(weights, "weights")
+    means = check_finite(means, "means")
+    covs = check_finite(covs, "covs")
+    if is_concrete(weights, covs):
+        w = np.asarray(weights)
+        if (w < 0).any():
+            raise ValueError(f"weights must be non-negative, got {w}.")
+        if abs(w.sum() - 1.0) > 1e-5:
+            raise ValueError(f"weights must sum to one, got sum {w.sum():.6g}.")
+        c = np.asarray(covs, dtype=np.float64)
+        if not np.allclose(c, np.swapaxes(c, -1, -2), rtol=1e-5, atol=1e-6):
+            raise ValueError("covs must be symmetric.")
+        if (np.linalg.eigvalsh(c) <= 0).any():
+            raise ValueError("covs must be positive definite (an eigenvalue is <= 0).")
+    return weights, means, covs
 
 
 class GaussianMixture(eqx.Module):
@@ -24,9 +43,14 @@ class GaussianMixture(eqx.Module):
     - `weights`: shape `(k,)`, non-negative, summing to one.
     - `means`: shape `(k, d)`.
     - `covs`: shape `(k, d, d)`, symmetric positive definite.
+    - `validate`: keyword only; `False` skips the value checks below, for arrays that are valid
+      by construction (`diffuse` uses it: it runs inside every exact-score call).
 
-    **Raises:** `ValueError` for mismatched shapes, weights that are negative or do not sum to
-    one, a covariance that is not symmetric positive definite, or NaN/inf in any argument.
+    **Raises:** `ValueError` for mismatched shapes or NaN/inf in any argument (under `jit` an
+    `EquinoxRuntimeError` with the same message), and, for concrete arguments only, weights
+    that are negative or do not sum to one or a covariance that is not symmetric positive
+    definite (these need the values on the host; a traced mixture, built inside `jit`, skips
+    them).
     """
 
     weights: jax.Array
@@ -36,7 +60,7 @@ class GaussianMixture(eqx.Module):
     precs: jax.Array  # (k, d, d) inverses of covs
     logdets: jax.Array  # (k,) log det covs
 
-    def __init__(self, weights, means, covs):
+    def __init__(self, weights, means, covs, *, validate: bool = True):
         weights, means, covs = (jnp.asarray(a, dtype=float) for a in (weights, means, covs))
         if weights.ndim != 1:
             raise ValueError(f"weights must have shape (k,), got {weights.shape}.")
@@ -48,19 +72,8 @@ class GaussianMixture(eqx.Module):
         d = means.shape[1]
         if covs.shape != (k, d, d):
             raise ValueError(f"covs must have shape (k, d, d) = {(k, d, d)}, got {covs.shape}.")
-        for name, arr in (("weights", weights), ("means", means), ("covs", covs)):
-            check_finite(arr, name)
-        if is_concrete(weights, covs):
-            w = np.asarray(weights)
-            if (w < 0).any():
-                raise ValueError(f"weights must be non-negative, got {w}.")
-            if abs(w.sum() - 1.0) > 1e-5:
-                raise ValueError(f"weights must sum to one, got sum {w.sum():.6g}.")
-            c = np.asarray(covs, dtype=np.float64)
-            if not np.allclose(c, np.swapaxes(c, -1, -2), rtol=1e-5, atol=1e-6):
-                raise ValueError("covs must be symmetric.")
-            if (np.linalg.eigvalsh(c) <= 0).any():
-                raise ValueError("covs must be positive definite (an eigenvalue is <= 0).")
+        if validate:
+            weights, means, covs = _check_values(weights, means, covs)
         self.weights, self.means, self.covs = weights, means, covs
         self.chol = jnp.linalg.cholesky(covs)
         self.precs = jnp.linalg.inv(covs)
@@ -96,7 +109,7 @@ class GaussianMixture(eqx.Module):
             "k,ki,kj->ij", self.weights, dm, dm
         )
 
-    def sample(self, key: Key, n: int):
+    def sample(self, n: int, *, key: Key):
         """`n` independent draws, shape `(n, d)`."""
         ck, zk = jr.split(key)
         comp = jr.categorical(ck, jnp.log(self.weights), shape=(n,))
@@ -138,14 +151,18 @@ class GaussianMixture(eqx.Module):
     def diffuse(self, sde, t) -> "GaussianMixture":
         r"""The exact law of $X_t$ when $X_0$ follows this mixture: a `GaussianMixture`.
 
-        **Arguments:** `sde`, a linear `AbstractSDE`; `t`, a time in $[0, T]$ (may be traced).
+        **Arguments:** `sde`, an `AbstractLinearSDE`; `t`, a time in $[0, T]$ (may be traced).
 
-        **Raises:** `ValueError` when `t` lies outside $[0, T]$.
+        **Raises:** `ValueError` when `t` lies outside $[0, T]$ (`EquinoxRuntimeError` under
+        `jit`); `TypeError` for an SDE without closed-form marginals.
         """
+        check_linear(sde, "GaussianMixture.diffuse")
         t = check_time(t, sde.T)
         m, s = sde.marginal_mean_std(t)
         covs = m**2 * self.covs + s**2 * jnp.eye(self.dim)[None]
-        return GaussianMixture(self.weights, m * self.means, covs)
+        # Valid by construction (m^2 Sigma + s^2 I is PD): skip the host-side checks, which
+        # would otherwise run on every eager call of ExactScore.
+        return GaussianMixture(self.weights, m * self.means, covs, validate=False)
 
 
 class ExactScore(eqx.Module):
@@ -153,10 +170,15 @@ class ExactScore(eqx.Module):
 
     A callable module with the same signature as a learned score model, so samplers, losses
     and widgets take either. `x` may carry leading batch axes.
+
+    **Arguments:** `target`, a `GaussianMixture`; `sde`, an `AbstractLinearSDE`.
     """
 
     target: GaussianMixture
-    sde: eqx.Module
+    sde: AbstractLinearSDE
+
+    def __check_init__(self):
+        check_linear(self.sde, "ExactScore")
 
     def __call__(self, x, t: Scalar):
         return self.target.diffuse(self.sde, t).score(x)
@@ -174,8 +196,7 @@ def _pad(means2d, dim: int):
 
 
 def _check_count(name: str, k: int, minimum: int = 1):
-    if int(k) != k or k < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {k}.")
+    positive_int(name, k, minimum)
 
 
 def ring(k: int = 8, radius: float = 4.0, std: float = 0.3, *, dim: int = 2, phase: float = 0.0):

@@ -4,7 +4,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_time, positive_int
 from ._types import Key, Scalar, Vector
+from .sde import AbstractLinearSDE, check_linear
 
 
 class TimeEmbedding(eqx.Module):
@@ -17,7 +19,7 @@ class TimeEmbedding(eqx.Module):
     T: Scalar = eqx.field(converter=jnp.asarray, default=1.0)
 
     def __init__(self, size: int = 32, max_freq: float = 32.0, T: float | Scalar = 1.0):
-        if size < 2 or size % 2:
+        if isinstance(size, bool) or int(size) != size or size < 2 or size % 2:
             raise ValueError(f"size must be an even integer >= 2, got {size}.")
         self.freqs = jnp.geomspace(0.5, max_freq, size // 2)
         self.T = T
@@ -41,7 +43,8 @@ class ScoreMLP(eqx.Module):
     - `dim`: data dimension $d$.
     - `width`, `depth`: hidden width and number of hidden layers.
     - `key`: PRNG key for the initial weights. (Keyword only.)
-    - `sde`: optional `AbstractSDE` for the noise parameterisation. (Keyword only.)
+    - `sde`: optional `AbstractLinearSDE` for the noise parameterisation; then the model is
+      defined for $t \in (0, T]$ and raises at $t = 0$. (Keyword only.)
     - `embed_size`: size of the time embedding. (Keyword only.)
 
     Call it on one point: `model(x, t)` with shapes `(d,), () -> (d,)`; `jax.vmap` for batches.
@@ -49,14 +52,15 @@ class ScoreMLP(eqx.Module):
 
     mlp: eqx.nn.MLP
     embed: TimeEmbedding
-    sde: eqx.Module | None
+    sde: AbstractLinearSDE | None
     dim: int = eqx.field(static=True)
 
-    def __init__(self, dim: int, width: int = 128, depth: int = 3, *, key: Key, sde=None,
-                 embed_size: int = 32):
-        for name, v in (("dim", dim), ("width", width), ("depth", depth)):
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v}.")
+    def __init__(self, dim: int, width: int = 128, depth: int = 3, *, key: Key,
+                 sde: AbstractLinearSDE | None = None, embed_size: int = 32):
+        dim, width, depth = (positive_int(n, v) for n, v in
+                             (("dim", dim), ("width", width), ("depth", depth)))
+        if sde is not None:
+            check_linear(sde, "ScoreMLP's noise parameterisation")
         T = 1.0 if sde is None else sde.T
         self.embed = TimeEmbedding(embed_size, T=T)
         self.mlp = eqx.nn.MLP(dim + embed_size, dim, width, depth, activation=jax.nn.silu, key=key)
@@ -71,6 +75,8 @@ class ScoreMLP(eqx.Module):
         out = self.mlp(jnp.concatenate([x, embed(t)]))
         if sde is None:
             return out
+        # -eps/s_t is singular at t = 0, where s_0 = 0: a clear error, not inf/NaN.
+        t = check_time(t, sde.T, "t", open_left=True)
         return -out / sde.marginal_mean_std(t)[1]
 
 

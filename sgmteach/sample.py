@@ -7,16 +7,17 @@ an early-stopping time $t_0 > 0$, where the score of a learned model is least re
 
 **Which solver, and why.** Diffrax, the kept library, for both. The ODE uses `Tsit5` with
 adaptive PID steps: an adaptive high-order solver is where a library earns its keep. For the
-reverse SDE both paths exist and were measured (`benchmarks/sampling.py`, 4000 particles x 500
-steps, 2-core CPU, medians of interleaved runs): Diffrax's `Euler` with an `UnsafeBrownianPath`
-(one fresh normal draw per step) and `ForwardMode` took 0.97-1.02x the fused Euler–Maruyama
-`lax.scan` with a `ScoreMLP(2, 128, 3)` and 1.08-1.11x with the exact score of `ring(8)`; a
-`VirtualBrownianTree` took 1.9-2x and 3.4-3.5x (it rebuilds every increment from a tree about
-ten levels deep, which only pays when a path is evaluated again). As the unsafe path costs what
-the scan costs, Diffrax is the default (`backend="diffrax"`); `backend="scan"` keeps the fused
-scan, with the same law, for comparison. `sample` and `trajectories` share one step grid and
-one Brownian path per backend, so `sample` returns the last snapshot of `trajectories` for the
-same key.
+reverse SDE, Diffrax's `Euler` with an `UnsafeBrownianPath` (one fresh normal draw per step) and
+`ForwardMode` costs what a fused Euler–Maruyama `lax.scan` costs, while a `VirtualBrownianTree`
+costs about twice as much (it rebuilds each increment from a tree, which only pays when a path
+is evaluated again): `benchmarks/sampling.py` measures all three, and `benchmarks/README.md`
+records the figures. So Diffrax is the default (`backend="diffrax"`); `backend="scan"` keeps the
+fused scan, with the same law, for comparison. `sample` and `trajectories` share one step grid
+and one Brownian path per backend, so `sample` returns the last snapshot of `trajectories` for
+the same key.
+
+Every path uses `AbstractSDE.reverse_drift`, so any SDE whose prior can be sampled works here,
+nonlinear drifts included.
 """
 
 import diffrax as dfx
@@ -26,21 +27,32 @@ import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
 
-from ._checks import check_time
+from ._checks import check_time, positive_int
 from ._types import Key, Scalar
+from .sde import AbstractSDE
 
 METHODS = ("sde", "ode")
 BACKENDS = ("scan", "diffrax")
 
 
-def _batched(score):
-    return jax.vmap(score, in_axes=(0, None))
+def _reverse(score, sde, *, probability_flow=False):
+    r"""The reversed-time velocity $-\text{reverse\_drift}$ on a batch `(n, d)` at time `t`."""
+
+    def velocity(x, t):
+        one = lambda xi: sde.reverse_drift(score, xi, t, probability_flow=probability_flow)
+        return -jax.vmap(one)(x)
+
+    return velocity
 
 
-def _check_args(sde, n, dim, steps, t0, method, backend):
+def _check_args(score, sde, n, dim, steps, t0, method, backend):
+    if not isinstance(sde, AbstractSDE):
+        raise TypeError(f"sde must be an AbstractSDE, got {type(sde).__name__}.")
     for name, v in (("n", n), ("dim", dim), ("steps", steps)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}.")
+        positive_int(name, v)
+    model_dim = getattr(score, "dim", dim)
+    if isinstance(model_dim, int) and model_dim != dim:
+        raise ValueError(f"dim={dim} but the score model acts on d={model_dim}.")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if backend not in BACKENDS:
@@ -53,13 +65,12 @@ def _em_scan(score, sde, x, t0, key, steps: int, save_every: int):
     """Euler–Maruyama from T to t0 on a uniform grid; saves every `save_every` steps."""
     T = sde.T
     dt = (T - t0) / steps
-    bscore = _batched(score)
+    velocity = _reverse(score, sde)
 
     def step(x, i):
         t = T - i * dt
-        g = sde.diffusion(t)
         z = jr.normal(jr.fold_in(key, i), x.shape)
-        x = x + (g**2 * bscore(x, t) - sde.drift(x, t)) * dt + g * jnp.sqrt(dt) * z
+        x = x + velocity(x, t) * dt + sde.diffusion(t) * jnp.sqrt(dt) * z
         return x, None
 
     def block(x, j):
@@ -81,11 +92,10 @@ def _saveat(ts, T, span):
 def _diffrax_sde(score, sde, x, t0, key, steps: int, brownian: str = "unsafe", ts=None):
     """Euler–Maruyama via `diffrax.diffeqsolve` in reversed time tau = T - t."""
     T = sde.T
-    bscore = _batched(score)
+    velocity = _reverse(score, sde)
 
     def drift(tau, y, args):
-        t = T - tau
-        return sde.diffusion(t) ** 2 * bscore(y, t) - sde.drift(y, t)
+        return velocity(y, T - tau)
 
     def diffusion(tau, y, args):
         return lx.DiagonalLinearOperator(sde.diffusion(T - tau) * jnp.ones_like(y))
@@ -108,11 +118,10 @@ def _diffrax_sde(score, sde, x, t0, key, steps: int, brownian: str = "unsafe", t
 def _pf_ode(score, sde, x, t0, ts=None, rtol=1e-4, atol=1e-4, dt0=None):
     """Probability-flow ODE with Tsit5 and PID step-size control, in reversed time."""
     T = sde.T
-    bscore = _batched(score)
+    velocity = _reverse(score, sde, probability_flow=True)
 
     def vf(tau, y, args):
-        t = T - tau
-        return 0.5 * sde.diffusion(t) ** 2 * bscore(y, t) - sde.drift(y, t)
+        return velocity(y, T - tau)
 
     span = T - t0
     saveat = _saveat(ts, T, span)
@@ -142,18 +151,24 @@ def sample(score, sde, n: int, dim: int, *, key: Key, method: str = "sde", steps
     **Arguments:**
 
     - `score`: callable `(x, t) -> s` on one point (`ScoreMLP`, `ExactScore`, ...).
-    - `sde`: the forward `AbstractSDE`.
+    - `sde`: the forward `AbstractSDE`; the reverse process starts from `sde.prior_sample`.
     - `n`, `dim`: number of samples and data dimension.
     - `key`: PRNG key. (Keyword only, as all below.)
     - `method`: `"sde"` (reverse SDE, Euler–Maruyama with `steps` steps) or `"ode"`
       (probability-flow ODE, adaptive Tsit5; `steps` is ignored).
     - `t0`: early-stopping time in $[0, T]$ (may be an array: changing it never recompiles).
+      A score that divides by the noise level (a noise-predicting `ScoreMLP`) needs $t_0 > 0$
+      and raises at $t_0 = 0$.
     - `backend`: for the reverse SDE, `"diffrax"` (default: `diffeqsolve`, `Euler`,
       `UnsafeBrownianPath`) or `"scan"` (a fused `lax.scan`); same law, same cost.
 
     **Returns:** samples at $t_0$, shape `(n, dim)`.
+
+    **Raises:** `ValueError` for a non-positive size, an unknown `method`/`backend`, a `t0`
+    outside $[0, T]$ or a `dim` the score model does not act on; `TypeError` for an `sde` that
+    is not an `AbstractSDE`.
     """
-    t0 = _check_args(sde, n, dim, steps, t0, method, backend)
+    t0 = _check_args(score, sde, n, dim, steps, t0, method, backend)
     return _sample(score, sde, key, jnp.asarray(t0, dtype=float), n, dim, method, steps, backend)
 
 
@@ -182,9 +197,8 @@ def trajectories(score, sde, n: int, dim: int, *, key: Key, method: str = "sde",
     **Returns:** `(ts, xs)`: times, shape `(n_saves + 1,)`, decreasing from $T$ to $t_0$, and
     particles, shape `(n_saves + 1, n, dim)`.
     """
-    t0 = _check_args(sde, n, dim, steps, t0, method, backend)
-    if int(n_saves) != n_saves or n_saves < 1:
-        raise ValueError(f"n_saves must be a positive integer, got {n_saves}.")
+    t0 = _check_args(score, sde, n, dim, steps, t0, method, backend)
+    positive_int("n_saves", n_saves)
     if method == "sde" and steps % n_saves:
         raise ValueError(f"steps ({steps}) must be a multiple of n_saves ({n_saves}).")
     return _trajectories(score, sde, key, jnp.asarray(t0, dtype=float), n, dim, method, steps,

@@ -1,7 +1,9 @@
 r"""Forward noising SDEs $dx = f(x, t)\,dt + g(t)\,dW$ on $[0, T]$ (Song et al. 2021).
 
-All three SDEs here are linear: $X_t \mid X_0 \sim N(m_t X_0, s_t^2 I)$ in closed form, which is
-what makes exact scores of Gaussian mixtures available at every time (`GaussianMixture.diffuse`).
+`AbstractSDE` is any forward SDE, nonlinear drifts included; the reverse-time drift is written
+once, on it. `AbstractLinearSDE` adds closed-form marginals. The three SDEs here are linear:
+$X_t \mid X_0 \sim N(m_t X_0, s_t^2 I)$, which is what makes exact scores of Gaussian mixtures
+available at every time (`GaussianMixture.diffuse`).
 Parameters are stored as arrays, so an SDE with a changed value is the same compiled program:
 moving a slider over `beta_max` never recompiles. Only `schedule` (a string) is static.
 
@@ -14,37 +16,64 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+from jaxtyping import Array, Float
 
 from ._checks import check_time, is_concrete
-from ._types import Key, Scalar
+from ._types import Key, Scalar, Vector
 
 _SCHEDULES = ("linear", "cosine")
 _COSINE_S = 0.008  # Nichol & Dhariwal's offset
 
 
 class AbstractSDE(eqx.Module):
-    r"""A linear forward SDE $dx = f(t) x\,dt + g(t)\,dW$ with Gaussian transition kernels.
+    r"""A forward SDE $dX = f(X, t)\,dt + g(t)\,dW$ on $[0, T]$, nonlinear drifts included.
 
-    Subclasses give `drift`, `diffusion`, `marginal_mean_std` and `prior_std`; everything
-    else (perturbing data, sampling the prior, the reverse-time drift) is built on them.
+    Subclasses give `drift`, `diffusion` and `prior_sample` (a draw of the law the reverse
+    process starts from at $t = T$). The reverse-time drift is written once, here, and every
+    sampler uses it, so `sample` and `trajectories` run any subclass unchanged.
     """
 
     T: eqx.AbstractVar[Scalar]
 
     @abc.abstractmethod
-    def drift(self, x, t):
-        """Forward drift $f(x, t)$, shape of `x`."""
+    def drift(self, x: Vector, t: Scalar) -> Vector:
+        """Forward drift $f(x, t)$ at one point `x` of shape `(d,)`."""
 
     @abc.abstractmethod
-    def diffusion(self, t):
+    def diffusion(self, t: Scalar) -> Scalar:
         """Diffusion coefficient $g(t)$, a scalar."""
 
     @abc.abstractmethod
-    def marginal_mean_std(self, t):
+    def prior_sample(self, n: int, d: int, *, key: Key) -> Float[Array, "n d"]:
+        """`n` draws, shape `(n, d)`, of the law the reverse process starts from at $t = T$."""
+
+    def reverse_drift(self, score, x: Vector, t: Scalar, *,
+                      probability_flow: bool = False) -> Vector:
+        r"""Drift of the reverse-time process given a score $s(x, t) \approx \nabla\log p_t$.
+
+        Reverse SDE (Anderson 1982): $f(x, t) - g(t)^2 s(x, t)$. Probability-flow ODE:
+        $f(x, t) - \tfrac12 g(t)^2 s(x, t)$. Both are integrated from $T$ down to $t_0$, that
+        is, $dx = -\text{reverse\_drift}\,d\tau$ in reversed time $\tau = T - t$. `x` is one
+        point `(d,)`; `score` is called on it as `score(x, t)`.
+        """
+        c = 0.5 if probability_flow else 1.0
+        return self.drift(x, t) - c * self.diffusion(t) ** 2 * score(x, t)
+
+
+class AbstractLinearSDE(AbstractSDE):
+    r"""A linear SDE $dX = f(t) X\,dt + g(t)\,dW$: Gaussian transition kernels in closed form.
+
+    Subclasses add `marginal_mean_std` and `prior_std`. From them: perturbing data
+    (`perturb`), the Gaussian prior $N(0, \sigma_T^2 I)$, exact mixture marginals
+    (`GaussianMixture.diffuse`) and the denoising losses.
+    """
+
+    @abc.abstractmethod
+    def marginal_mean_std(self, t: Scalar) -> tuple[Scalar, Scalar]:
         r"""$(m_t, s_t)$ such that $X_t \mid X_0 \sim N(m_t X_0, s_t^2 I)$."""
 
     @abc.abstractmethod
-    def prior_std(self):
+    def prior_std(self) -> Scalar:
         """Standard deviation of the Gaussian prior used at $t = T$."""
 
     def perturb(self, x0, t, *, key: Key):
@@ -53,19 +82,18 @@ class AbstractSDE(eqx.Module):
         m, s = self.marginal_mean_std(t)
         return m * x0 + s * jr.normal(key, jnp.shape(x0))
 
-    def prior_sample(self, n: int, d: int, *, key: Key):
-        """`n` draws from the prior $N(0, \\sigma_T^2 I)$ in dimension `d`, shape `(n, d)`."""
+    def prior_sample(self, n: int, d: int, *, key: Key) -> Float[Array, "n d"]:
+        r"""`n` draws from the prior $N(0, \sigma_T^2 I)$ in dimension `d`, shape `(n, d)`."""
         return self.prior_std() * jr.normal(key, (n, d))
 
-    def reverse_drift(self, score, x, t, *, probability_flow: bool = False):
-        r"""Drift of the reverse-time process given a score $s(x, t) \approx \nabla \log p_t$.
 
-        Reverse SDE: $f(x, t) - g(t)^2 s(x, t)$. Probability-flow ODE:
-        $f(x, t) - \tfrac12 g(t)^2 s(x, t)$. Both are meant to be integrated from $T$ down.
-        """
-        g2 = self.diffusion(t) ** 2
-        c = 0.5 if probability_flow else 1.0
-        return self.drift(x, t) - c * g2 * score(x, t)
+def check_linear(sde, who: str) -> None:
+    """`TypeError` unless `sde` is an `AbstractLinearSDE` (`who` needs closed-form marginals)."""
+    if not isinstance(sde, AbstractLinearSDE):
+        raise TypeError(
+            f"{who} needs the closed-form marginals of a linear SDE (an AbstractLinearSDE such "
+            f"as VPSDE), got {type(sde).__name__}."
+        )
 
 
 def _check_positive_pair(lo, hi, lo_name: str, hi_name: str, allow_zero_lo: bool = False):
@@ -127,7 +155,7 @@ def _check_schedule(schedule: str):
         raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}.")
 
 
-class AbstractBetaSDE(AbstractSDE):
+class AbstractBetaSDE(AbstractLinearSDE):
     r"""A linear SDE driven by a noise rate $\beta(t)$ with $B(t) = \int_0^t \beta$ in closed form.
 
     Holds the validation and the schedule shared by `VPSDE` and `SubVPSDE`.
@@ -210,7 +238,7 @@ class SubVPSDE(AbstractBetaSDE):
         return jnp.exp(-0.5 * B), -jnp.expm1(-B)
 
 
-class VESDE(AbstractSDE):
+class VESDE(AbstractLinearSDE):
     r"""Variance-exploding SDE $dx = \sqrt{d\sigma^2(t)/dt}\,dW$, geometric $\sigma(t)$.
 
     $\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^{t/T}$, so

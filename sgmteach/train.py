@@ -1,28 +1,27 @@
-r"""Fused training of score models: a jitted `lax.scan` per chunk, a progress bar between.
+r"""Training score models by denoising score matching, on the shared chunked loop.
 
-Each chunk of steps runs as one compiled `lax.scan`, so Python is touched once per chunk, not per
-step; the bar (`tqdm.auto`: a widget in JupyterLab) advances between chunks. All chunks share one
-shape, so one compilation serves the whole run.
+`train` writes one optimisation step and runs it with `sgmteach._loop.run_chunked`: jitted
+`lax.scan` chunks with a progress bar between them, one compilation per run.
 
-The defaults are the ones that reach a given sample quality fastest on the 2-D benchmark
-(`benchmarks/train_to_quality.py`): Adam with warm-up and cosine decay, stratified times,
+The defaults: Adam with warm-up and cosine decay (`default_optimizer`), stratified times,
 $\lambda = s_t^2$ weighting, and an exponential moving average (EMA) of the weights, which is
-what `train` returns. Peak rate 1e-2 and EMA decay 0.99 reached 1.3x the sliced-W1 floor there in
-2000/1500/1500 steps (three seeds) where 3e-3 and 0.995 took 2000/2000/2000.
+what `train` returns. The EMA is Optax's, with bias correction: after $k$ steps it is the
+average of the $k$ iterates with weights proportional to $\text{decay}^{k-j}$, so the random
+initial weights are not part of it (without the correction they would keep weight
+$\text{decay}^k$: 37% after 100 steps at decay 0.99). `benchmarks/train_to_quality.py` measures
+how fast this recipe reaches a given sample quality.
 """
 
-import math
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 import optax
-from tqdm.auto import tqdm
 
-from ._checks import check_finite
+from ._checks import check_finite, float_array, positive_int
+from ._loop import run_chunked
 from ._types import Key
 from .losses import WEIGHTINGS, dsm_loss
 from .nets import trainable
@@ -32,8 +31,9 @@ TIME_SAMPLINGS = ("stratified", "uniform")
 
 class _State(NamedTuple):
     params: eqx.Module
-    ema: eqx.Module
+    ema: eqx.Module  # the bias-corrected average, what `train` returns
     opt_state: optax.OptState
+    ema_state: optax.OptState
 
 
 def _sample_times(key, n, t_min, T, how):
@@ -43,34 +43,37 @@ def _sample_times(key, n, t_min, T, how):
     return t_min + (T - t_min) * u
 
 
-@eqx.filter_jit
-def _run_chunk(state, static, sde, data, keys, active, optimizer, cfg, augment):
-    batch_size, t_min, weighting, time_sampling, ema_decay, loss_fn = cfg
+class _DSMStep(eqx.Module):
+    """One step of score matching: a batch, a loss, an optimiser step, an EMA step."""
 
-    def loss_of(params, x0, key):
-        tk, lk = jr.split(key)
-        t = _sample_times(tk, batch_size, t_min, sde.T, time_sampling)
-        model = eqx.combine(params, static)
-        return loss_fn(model, sde, x0, t, key=lk, weighting=weighting)
+    static: eqx.Module
+    sde: eqx.Module
+    data: jax.Array
+    optimizer: optax.GradientTransformation
+    ema: optax.GradientTransformation
+    loss_fn: object
+    augment: object
+    batch_size: int = eqx.field(static=True)
+    t_min: float = eqx.field(static=True)
+    weighting: str = eqx.field(static=True)
+    time_sampling: str = eqx.field(static=True)
 
-    def step(state, inp):
-        key, on = inp
-        ik, ak, lk = jr.split(key, 3)
-        x0 = data[jr.randint(ik, (batch_size,), 0, data.shape[0])]
-        if augment is not None:
-            x0 = augment(x0, key=ak)
-        loss, grads = jax.value_and_grad(loss_of)(state.params, x0, lk)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    def __call__(self, state: _State, key):
+        ik, ak, tk, lk = jr.split(key, 4)
+        x0 = self.data[jr.randint(ik, (self.batch_size,), 0, self.data.shape[0])]
+        if self.augment is not None:
+            x0 = self.augment(x0, key=ak)
+        t = _sample_times(tk, self.batch_size, self.t_min, self.sde.T, self.time_sampling)
+
+        def loss_of(params):
+            model = eqx.combine(params, self.static)
+            return self.loss_fn(model, self.sde, x0, t, key=lk, weighting=self.weighting)
+
+        loss, grads = jax.value_and_grad(loss_of)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = eqx.apply_updates(state.params, updates)
-        ema = jax.tree_util.tree_map(
-            lambda e, p: ema_decay * e + (1 - ema_decay) * p, state.ema, params
-        )
-        new = _State(params, ema, opt_state)
-        # Padding steps of the last chunk leave the state untouched.
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(on, a, b), new, state)
-        return new, loss
-
-    return jax.lax.scan(step, state, (keys, active))
+        ema, ema_state = self.ema.update(params, state.ema_state)
+        return _State(params, ema, opt_state, ema_state), loss
 
 
 def default_optimizer(steps: int, lr: float = 1e-2, warmup: int | None = None):
@@ -108,10 +111,12 @@ def train(
     - `model`: an Equinox module `(x, t) -> s` on one point, e.g. `ScoreMLP`.
     - `sde`: the forward `AbstractSDE`.
     - `data`: the training set, shape `(n, d)`; batches are drawn from it with replacement.
+      Integer data is promoted to float.
     - `key`: PRNG key. (Keyword only, as all below.)
     - `steps`, `batch_size`: optimisation steps and points per step.
     - `lr`, `optimizer`: peak learning rate of `default_optimizer`, or any Optax optimiser.
-    - `ema_decay`: decay of the weight average that is returned (0 returns the raw weights).
+    - `ema_decay`: decay of the bias-corrected weight average that is returned (0 returns the
+      last iterate).
     - `t_min`: times are drawn in $[t_{\min}, T]$; `time_sampling`: `"stratified"` or `"uniform"`.
     - `weighting`: $\lambda(t)$, see `sgmteach.losses`.
     - `loss_fn`: `loss_fn(model, sde, x0, t, *, key, weighting)`, default `dsm_loss`.
@@ -120,23 +125,25 @@ def train(
     - `chunk_size`: steps per compiled chunk (default: about 20 bar updates).
     - `progress`: show a `tqdm.auto` progress bar.
 
-    **Returns:** `(model, losses)`: the EMA model and the per-step loss, a NumPy array `(steps,)`.
+    **Returns:** `(model, losses)`: the EMA model (bias-corrected) and the per-step loss, a
+    NumPy array `(steps,)`.
 
-    **Raises:** `ValueError` for NaN/inf in `data`, a data dimension that does not match the
-    model, or a non-positive `steps`/`batch_size`.
+    **Raises:** `ValueError` for NaN/inf in `data`, a model without `dim` or whose `dim` does
+    not match the data, or a non-positive `steps`/`batch_size`.
     """
-    data = jnp.asarray(data)
-    if data.ndim != 2:
-        raise ValueError(f"data must have shape (n, d), got {data.shape}.")
-    check_finite(data, "data")
-    model_dim = getattr(model, "dim", data.shape[1])
+    data = float_array(data, "data")
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"data must have shape (n, d) with n >= 1, got {data.shape}.")
+    data = check_finite(data, "data")
+    model_dim = getattr(model, "dim", None)
+    if model_dim is None:
+        raise ValueError("model must have a `dim` attribute (the data dimension it acts on), "
+                         "as ScoreMLP and the symmetrised models do.")
     if model_dim != data.shape[1]:
         raise ValueError(
             f"data has dimension d={data.shape[1]} but the model expects d={model_dim}."
         )
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}.")
+    steps, batch_size = positive_int("steps", steps), positive_int("batch_size", batch_size)
     if loss_fn is dsm_loss and weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
     if time_sampling not in TIME_SAMPLINGS:
@@ -147,29 +154,13 @@ def train(
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}.")
 
     optimizer = default_optimizer(steps, lr) if optimizer is None else optimizer
+    ema = optax.ema(float(ema_decay), debias=True)
     # Only what `count_params` counts is optimised: a ScoreMLP's time embedding and SDE stay
     # out of the optimiser state and the EMA (`nets.trainable`).
     params, static = eqx.partition(model, trainable(model))
-    # Weak-typed scalars (a float array built from a Python float) leave the first step
-    # strongly typed; make them so now, or the second chunk compiles the scan a second time.
-    params = jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), params)
-    state = _State(params, params, optimizer.init(params))
-    chunk = chunk_size or max(1, math.ceil(steps / 20))
-    chunk = min(chunk, steps)
-    n_chunks = math.ceil(steps / chunk)
-    keys = jr.split(key, n_chunks * chunk).reshape(n_chunks, chunk)
-    active = (np.arange(n_chunks * chunk) < steps).reshape(n_chunks, chunk)
-    cfg = (batch_size, float(t_min), weighting, time_sampling, float(ema_decay), loss_fn)
-
-    losses = []
-    with tqdm(total=steps, desc="training", disable=not progress, leave=True) as bar:
-        for c in range(n_chunks):
-            state, loss = _run_chunk(
-                state, static, sde, data, keys[c], jnp.asarray(active[c]), optimizer, cfg, augment
-            )
-            loss = np.asarray(loss)[active[c]]
-            losses.append(loss)
-            bar.update(len(loss))
-            bar.set_postfix(loss=f"{loss.mean():.4f}")
-    final = state.ema if ema_decay > 0 else state.params
-    return eqx.combine(final, static), np.concatenate(losses)
+    state = _State(params, params, optimizer.init(params), ema.init(params))
+    step = _DSMStep(static, sde, data, optimizer, ema, loss_fn, augment, batch_size,
+                    float(t_min), weighting, time_sampling)
+    state, losses = run_chunked(step, state, steps, key=key, chunk_size=chunk_size,
+                                progress=progress, desc="training", metric_name="loss")
+    return eqx.combine(state.ema, static), losses

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgmteach import (
+from sgmteach.symmetry import (
     divergence_rate,
     invariant_gan_bound,
     samples_needed,

@@ -10,7 +10,7 @@ import sgmteach as sg
 
 def test_zero_weights_remove_atoms_exactly():
     sde = sg.VPSDE(0.1, 20.0)
-    data = sg.ring().sample(jr.key(0), 64)
+    data = sg.ring().sample(64, key=jr.key(0))
     x = jr.normal(jr.key(1), (32, 2))
     mask = (jnp.arange(64) < 10) / 10.0
     full = sg.EmpiricalScore(data[:10], sde)(x, 0.1)

@@ -6,17 +6,14 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from sgmteach import (
+from sgmteach import gaussian, mc_floor, w1_exact, wasserstein1
+from sgmteach.symmetry import (
     CyclicGroup,
     Generator,
     InvariantFunction,
     InvariantGenerator,
     SignFlips,
-    gaussian,
-    mc_floor,
     train_gan,
-    w1_exact,
-    wasserstein1,
 )
 
 EPS32 = float(jnp.finfo(jnp.float32).eps)
@@ -28,14 +25,14 @@ SMALL = dict(steps=200, batch_size=128, width=32, progress=False)
 @pytest.fixture(scope="module")
 def plain_run():
     gen = Generator(2, 2, width=32, key=jr.key(0))
-    data = TARGET.sample(jr.key(1), 256)
+    data = TARGET.sample(256, key=jr.key(1))
     return gen, train_gan(gen, data, key=jr.key(2), **SMALL)
 
 
 @pytest.fixture(scope="module")
 def invariant_run():
     group = CyclicGroup(4)
-    data = jnp.concatenate([group.act(TARGET.sample(jr.fold_in(jr.key(3), i), 64), i)
+    data = jnp.concatenate([group.act(TARGET.sample(64, key=jr.fold_in(jr.key(3), i)), i)
                             for i in range(4)])  # a C_4-invariant 4-mode target
     gen = Generator(2, 2, width=32, key=jr.key(4))
     return group, train_gan(gen, data, key=jr.key(5), group=group, **SMALL)
@@ -91,8 +88,8 @@ def test_invariant_critic_is_exactly_invariant(invariant_run, group):
 def test_training_moves_samples_to_the_target(plain_run):
     gen, res = plain_run
     n = 256
-    before = w1_exact(gen.sample(n, key=jr.key(7)), TARGET.sample(jr.key(8), n))
-    after = w1_exact(res.generator.sample(n, key=jr.key(7)), TARGET.sample(jr.key(8), n))
+    before = w1_exact(gen.sample(n, key=jr.key(7)), TARGET.sample(n, key=jr.key(8)))
+    after = w1_exact(res.generator.sample(n, key=jr.key(7)), TARGET.sample(n, key=jr.key(8)))
     # Before: W1 >= |difference of means| ~ |MU| = 2.8. The floor is W1 between two 256-samples
     # of the target itself (~0.13, std ~0.01 over repeats): no generator gets below it. A short
     # run (200 steps) must close at least 70% of the gap to the floor; the gap is ~2.7 and the

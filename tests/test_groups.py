@@ -8,25 +8,19 @@ import numpy as np
 import pytest
 from helpers import C_SE
 
-from sgmteach import (
-    VPSDE,
+from sgmteach import VPSDE, EmpiricalScore, ExactScore, GaussianMixture, ScoreMLP, ring, train
+from sgmteach.symmetry import (
     CoordinateShifts,
     CyclicGroup,
     DihedralGroup,
-    EmpiricalScore,
     EquivariantScore,
-    ExactScore,
-    GaussianMixture,
     InvariantFunction,
     MatrixGroup,
-    ScoreMLP,
     SignFlips,
     equivariance_error,
     model_form_error,
     random_action,
-    ring,
     symmetrize,
-    train,
 )
 
 EPS32 = float(jnp.finfo(jnp.float32).eps)
@@ -191,7 +185,7 @@ def test_pythagoras_on_an_invariant_measure(x64):
     group, sde = CyclicGroup(8), VPSDE(0.1, 20.0)
     u = ExactScore(ring(8, radius=2.0, std=0.3), sde)
     s = ScoreMLP(2, 32, 2, key=jr.key(0))
-    pts = symmetrize(ring(8, radius=2.0, std=0.3).sample(jr.key(1), 50), group)
+    pts = symmetrize(ring(8, radius=2.0, std=0.3).sample(50, key=jr.key(1)), group)
     t = jnp.asarray(0.2)
     ev = lambda f: batched(f, pts, t)
     us, ss, sym = ev(u), ev(s), ev(EquivariantScore(s, group))
@@ -204,7 +198,7 @@ def test_pythagoras_on_an_invariant_measure(x64):
 
 def test_empirical_scores(x64):
     sde, group = VPSDE(0.1, 20.0), CyclicGroup(4)
-    data = ring(8, radius=2.0, std=0.3).sample(jr.key(0), 16)
+    data = ring(8, radius=2.0, std=0.3).sample(16, key=jr.key(0))
     x = 2 * jr.normal(jr.key(1), (30, 2))
     t = 0.05
     # The memorising score is the score of a mixture of Diracs diffused: a mixture with tiny
@@ -244,7 +238,7 @@ def test_random_action_is_uniform_over_the_group():
 def test_three_models_train_through_the_same_train():
     """Augmented and equivariant models go through the plain `train`; the group is never trained."""
     sde, group = VPSDE(0.1, 20.0), CyclicGroup(4)
-    data = ring(8, radius=2.0, std=0.3).sample(jr.key(0), 64)
+    data = ring(8, radius=2.0, std=0.3).sample(64, key=jr.key(0))
     net = ScoreMLP(2, 16, 1, key=jr.key(1), sde=sde)
     kw = dict(key=jr.key(2), steps=10, batch_size=32, chunk_size=10, progress=False)
     # The plain model is `train`'s own test; here the two models that use this module.

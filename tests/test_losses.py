@@ -51,7 +51,7 @@ def _batched_losses(score, target, sde, key, weighting: str, batches: int, m: in
 
     def one(key):
         kx, kt, kz = jr.split(key, 3)
-        x0 = target.sample(kx, m)
+        x0 = target.sample(m, key=kx)
         t = jr.uniform(kt, (m,), minval=T_LO, maxval=1.0)
         return (dsm_loss(score, sde, x0, t, key=kz, weighting=weighting),
                 esm_loss(score, target, sde, x0, t, key=kz, weighting=weighting))
@@ -121,7 +121,7 @@ def _direct_floor(target, sde, t, weighting, key, n):
     kx, kz = jr.split(key)
     m, s = sde.marginal_mean_std(t)
     z = jr.normal(kz, (n, target.dim))
-    xt = m * target.sample(kx, n) + s * z
+    xt = m * target.sample(n, key=kx) + s * z
     vals = _weight(sde, t, weighting) * jnp.sum((target.diffuse(sde, t).score(xt) + z / s) ** 2,
                                                 axis=-1)
     return mean_se(vals)
@@ -177,7 +177,7 @@ class _Linear(eqx.Module):
 def test_weightings_by_hand():
     # Same noise: the "likelihood" losses are g^2 / s^2 times the "sigma2" ones, "none" 1 / s^2.
     target = gaussian(jnp.array([1.0, -2.0]), jnp.eye(2))
-    x0 = target.sample(jr.key(0), 128)
+    x0 = target.sample(128, key=jr.key(0))
     t = jnp.asarray(0.4)
     s = SDE.marginal_mean_std(t)[1]
     losses = _all_weightings(_Linear(), target, SDE, x0, t, jr.key(2))

@@ -53,7 +53,7 @@ def test_sliced_by_hand_in_two_dimensions():
     # y = x + (a, 0): every projection moves by theta_1 a, so sliced W1 = a E|theta_1| with theta
     # uniform on the circle, E|cos| = 2/pi; with 4,000 directions the s.e. of the mean of |cos|
     # is sqrt(1/2 - 4/pi^2)/sqrt(4,000) = 0.005, and we allow 5 s.e.
-    x = np.asarray(ring().sample(jr.key(0), 200), np.float64)
+    x = np.asarray(ring().sample(200, key=jr.key(0)), np.float64)
     a = 0.7
     val = sliced_wasserstein(x, x + np.array([[a, 0.0]]), key=jr.key(1), n_projections=4000)
     assert abs(val / a - 2 / np.pi) <= 5 * np.sqrt(0.5 - 4 / np.pi**2) / np.sqrt(4000)
@@ -67,7 +67,7 @@ def _mmd_roundoff(n, dtype, n_bandwidths=5):
 
 
 def test_equal_samples_are_at_distance_zero():
-    x = np.asarray(ring().sample(jr.key(0), 300))
+    x = np.asarray(ring().sample(300, key=jr.key(0)))
     assert wasserstein1(x, x) == pytest.approx(0.0, abs=1e-12)
     assert wasserstein1(x, x[::-1]) == pytest.approx(0.0, abs=1e-12)  # order does not matter
     assert sliced_wasserstein(x, x, key=jr.key(1)) == 0.0
@@ -83,8 +83,8 @@ def test_mmd_by_hand_and_symmetric():
     hs = (0.5, 2.0)
     both = np.sqrt(sum(2 * (1 - np.exp(-(a**2) / (2 * b**2))) for b in hs))
     assert mmd(_col(0.0), _col(a), bandwidths=hs) == pytest.approx(both, rel=1e-5)
-    x = np.asarray(ring().sample(jr.key(0), 200))
-    y = np.asarray(ring(radius=3.0).sample(jr.key(1), 150))
+    x = np.asarray(ring().sample(200, key=jr.key(0)))
+    y = np.asarray(ring(radius=3.0).sample(150, key=jr.key(1)))
     assert mmd(x, y) > 0.05
     assert mmd(x, y) == pytest.approx(mmd(y, x), rel=1e-5)  # float32 sums in another order
 

@@ -98,7 +98,7 @@ def test_mean_and_cov_by_hand():
 def test_sample_moments_and_weights():
     target = _skewed()
     n = 50_000
-    x = target.sample(jr.key(0), n)
+    x = target.sample(n, key=jr.key(0))
     assert x.shape == (n, 2)
     mu, se_mu, cov, se_cov = moments_se(x)
     assert_mc_close(mu, target.mean(), se_mu, what="mean")  # 5 s.e. per entry
@@ -115,7 +115,7 @@ def test_sample_moments_and_weights():
 def test_diffuse_matches_forward_noised_samples(sde):
     target, t, n = _skewed(), jnp.asarray(0.3) * sde.T, 50_000
     k0, k1, k2 = jr.split(jr.key(1), 3)
-    xt = sde.perturb(target.sample(k0, n), t, key=k1)
+    xt = sde.perturb(target.sample(n, key=k0), t, key=k1)
     pt = target.diffuse(sde, t)
     m, s = sde.marginal_mean_std(t)
     # The diffused law in closed form: m_t mu_k and m_t^2 Sigma_k + s_t^2 I.
@@ -131,7 +131,7 @@ def test_diffuse_matches_forward_noised_samples(sde):
     # ... and log-likelihood: E log p_t(X_t) over forward-noised X_t equals E log p_t(Y) over
     # Y ~ p_t (= -entropy); two independent means, s.e. sqrt(se1^2 + se2^2), 5 s.e.
     ll_fwd, se_fwd = mean_se(pt.log_prob(xt))
-    ll_own, se_own = mean_se(pt.log_prob(pt.sample(k2, n)))
+    ll_own, se_own = mean_se(pt.log_prob(pt.sample(n, key=k2)))
     assert_mc_close(ll_fwd, ll_own, np.hypot(se_fwd, se_own), what="log-likelihood")
 
 

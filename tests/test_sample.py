@@ -32,7 +32,7 @@ def ring_case():
 
 def _grouped_distance(case, x, key):
     """Mean and std of the metric between each of GROUPS slices of x and a fresh N-sample."""
-    y = np.asarray(case.target.sample(key, GROUPS * N))
+    y = np.asarray(case.target.sample(GROUPS * N, key=key))
     x = np.asarray(x)
     vals = [case.metric(x[g * N:(g + 1) * N], y[g * N:(g + 1) * N]) for g in range(GROUPS)]
     return float(np.mean(vals)), float(np.std(vals, ddof=1))
@@ -61,7 +61,7 @@ def test_exact_score_recovers_the_ring(ring_case, method, steps):
 
 def test_floor_comparison_has_power(ring_case):
     # Control: a ring of radius 4.4 instead of 4 (all else equal) is not within 1.3x the floor.
-    wrong = ring(radius=4.4).sample(jr.key(3), GROUPS * N)
+    wrong = ring(radius=4.4).sample(GROUPS * N, key=jr.key(3))
     with pytest.raises(AssertionError, match="sliced W1"):
         _assert_within_floor(ring_case, wrong, jr.key(2))
 

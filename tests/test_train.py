@@ -20,7 +20,7 @@ STEPS, BATCH, T_MIN = 2000, 512, 1e-3
 def run():
     """One 2000-step run on a 4-Gaussian ring, shared by the tests below (~10 s)."""
     target, sde = ring(k=4, radius=2.0, std=0.5), VPSDE(0.1, 20.0)
-    data = target.sample(jr.key(0), 20_000)
+    data = target.sample(20_000, key=jr.key(0))
     model = ScoreMLP(2, 64, 2, key=jr.key(1), sde=sde)
     ema, losses = train(model, sde, data, key=jr.key(2), steps=STEPS, batch_size=BATCH,
                         t_min=T_MIN, time_sampling="uniform", progress=False)
@@ -63,7 +63,7 @@ def _fresh_losses(model, target, sde, key, batches: int, m: int):
     def one(key):
         kx, kt, kz = jr.split(key, 3)
         t = jr.uniform(kt, (m,), minval=T_MIN, maxval=1.0)
-        return dsm_loss(model, sde, target.sample(kx, m), t, key=kz)
+        return dsm_loss(model, sde, target.sample(m, key=kx), t, key=kz)
 
     return jax.vmap(one)(jr.split(key, batches))
 
@@ -112,17 +112,50 @@ def _plus_one():
 
 @pytest.mark.parametrize("decay", [0.9, 0.0])
 def test_ema_recursion_is_exact(decay):
-    # Parameters after k steps: w0 + k. EMA: e_k = decay e_{k-1} + (1 - decay) w_k, e_0 = w0.
-    # 37 steps in chunks of 10: the last chunk's 3 padding steps must not move anything.
+    # Parameters after k steps: w_k = w0 + k. Optax's debiased EMA: m_k = decay m_{k-1} +
+    # (1 - decay) w_k from m_0 = 0, returned as m_k / (1 - decay^k): the initial weights w0
+    # enter only through the iterates. 37 steps in chunks of 10: the last chunk's 3 padding
+    # steps must not move anything.
     w0, steps = jnp.array([0.5, -1.0]), 37
     model, _ = train(_Param(w0), VPSDE(0.1, 20.0), jnp.ones((8, 2)), key=jr.key(0), steps=steps,
                      batch_size=4, optimizer=_plus_one(), ema_decay=decay,
                      loss_fn=_mean_of_data, chunk_size=10, progress=False)
-    e = np.asarray(w0, np.float64)
+    m = np.zeros(2)
     for k in range(1, steps + 1):
-        e = decay * e + (1 - decay) * (np.asarray(w0, np.float64) + k)
+        m = decay * m + (1 - decay) * (np.asarray(w0, np.float64) + k)
     # float32 recursion: ~37 roundings of 6e-8 relative each.
-    np.testing.assert_allclose(model.w, e, rtol=1e-5)
+    np.testing.assert_allclose(model.w, m / (1 - decay**steps), rtol=1e-5)
+
+
+def _jump_to(c):
+    """An optimiser that moves every parameter to `c` at its first step and keeps it there."""
+    return optax.GradientTransformation(
+        lambda params: optax.EmptyState(),
+        lambda grads, state, params: (jax.tree_util.tree_map(lambda p: c - p, params), state),
+    )
+
+
+def test_a_short_run_returns_no_part_of_the_initial_weights():
+    # Every iterate equals c, so the average of the iterates is c. An EMA started at the
+    # initial weights without bias correction would return 0.99^100 = 37% of w0 = 10 here:
+    # 0.37 * 10 + 0.63 * 1 = 4.3, far outside the float32 tolerance.
+    w0, c = jnp.full(2, 10.0), 1.0
+    model, _ = train(_Param(w0), VPSDE(0.1, 20.0), jnp.ones((8, 2)), key=jr.key(0), steps=100,
+                     batch_size=4, optimizer=_jump_to(c), ema_decay=0.99,
+                     loss_fn=_mean_of_data, progress=False)
+    np.testing.assert_allclose(model.w, c, rtol=1e-5)
+
+
+def test_integer_data_is_promoted_and_trains_like_float_data():
+    # Integer data once cast the sampled times to integers (all 0): nothing was learned.
+    sde = VPSDE(0.1, 20.0)
+    data = jr.randint(jr.key(3), (64, 2), -3, 4)
+    common = dict(key=jr.key(0), steps=20, batch_size=16, progress=False)
+    m_int, l_int = train(_tiny(), sde, data, **common)
+    m_float, l_float = train(_tiny(), sde, data.astype(jnp.float32), **common)
+    np.testing.assert_array_equal(l_int, l_float)
+    np.testing.assert_array_equal(m_int.mlp.layers[0].weight, m_float.mlp.layers[0].weight)
+    assert not np.array_equal(m_int.mlp.layers[0].weight, _tiny().mlp.layers[0].weight)
 
 
 def test_augment_is_applied_each_step_with_a_fresh_key():
@@ -159,6 +192,7 @@ def _tiny():
         (jnp.ones((8, 2)), {"steps": 0}, "steps must be a positive integer"),
         (jnp.ones((8, 2)), {"batch_size": 0}, "batch_size must be a positive integer"),
         (jnp.ones((8, 2)), {"ema_decay": 1.0}, "ema_decay must lie in"),
+        (jnp.ones((0, 2)), {}, "data must have shape"),
     ],
 )
 def test_bad_training_input(data, kwargs, match):

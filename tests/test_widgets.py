@@ -12,8 +12,7 @@ import jax
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-
-import widgets
+import sgmteach.widgets as widgets
 
 N_RANDOM = 20
 

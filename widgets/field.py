@@ -65,7 +65,7 @@ class ScoreFieldExplorer(Explorer):
         f = np.linspace(-half, half, 60)
         self._fine_axis = f
         self._fine = np.stack(np.meshgrid(f, f), -1).reshape(-1, 2).astype(np.float32)
-        self._probe_x0 = self.target.sample(xk, n_probe)
+        self._probe_x0 = self.target.sample(n_probe, key=xk)
         self._probe_z = jr.normal(zk, self._probe_x0.shape)
         super().__init__()
 

@@ -74,7 +74,7 @@ class NoiseScheduleExplorer(Explorer):
         key = jr.key(0) if key is None else key
         n = default_particles() if n is None else n
         xk, zk = jr.split(key)
-        self._x0 = self.target.sample(xk, n)
+        self._x0 = self.target.sample(n, key=xk)
         self._z = jr.normal(zk, self._x0.shape)
         self._ts = jnp.linspace(0.0, 1.0, 101)
         self._grid_size = grid_size

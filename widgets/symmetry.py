@@ -1,8 +1,6 @@
 """`SymmetryExplorer`: symmetry multiplies your data, measured with exact scores."""
 
-import equinox as eqx
 import ipywidgets as W
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import plotly.graph_objects as go
@@ -12,33 +10,10 @@ import sgmteach as sg
 
 from .base import Explorer, to_numpy
 
-__all__ = ["SymmetryExplorer", "symmetry_errors"]
+__all__ = ["SymmetryExplorer"]
 
 FIELDS = ("memorising  ∇log ρ_t[πᴺ]", "equivariant optimum  ∇log ρ_t[S_G πᴺ]",
           "naive average  S_G ∇log ρ_t[πᴺ]")
-
-
-@eqx.filter_jit
-def symmetry_errors(target, sde, group, data, n, t, probe_x0, probe_z):
-    r"""Relative errors of three fields against the exact population score at time `t`.
-
-    The fields, built from the first `n` rows of `data` (`n` is traced: rows past it get weight
-    zero): the memorising empirical score, the score of the symmetrised empirical measure
-    (the equivariant DSM minimiser) and the plain group average of the memorising score.
-    Errors are $\mathbb{E}_{p_t}|u - \nabla\log p_t|^2 / \mathbb{E}_{p_t}|\nabla\log p_t|^2$ over
-    the probe points $x_t = m_t x_0 + s_t z$.
-    """
-    m, s = sde.marginal_mean_std(t)
-    xt = m * probe_x0 + s * probe_z
-    truth = sg.ExactScore(target, sde)(xt, t)
-    mask = (jnp.arange(data.shape[0]) < n).astype(data.dtype)
-    plain = sg.EmpiricalScore(data, sde, weights=mask / n)
-    orbit = sg.symmetrize(data, group)  # (|G| N, d), group-major
-    sym = sg.EmpiricalScore(orbit, sde, weights=jnp.tile(mask, group.order) / (n * group.order))
-    naive = sg.EquivariantScore(plain, group)
-    fields = (plain(xt, t), sym(xt, t), jax.vmap(naive, in_axes=(0, None))(xt, t))
-    norm = jnp.sum(truth**2)
-    return jnp.stack([jnp.sum((u - truth) ** 2) / norm for u in fields]), orbit
 
 
 class SymmetryExplorer(Explorer):
@@ -60,13 +35,13 @@ class SymmetryExplorer(Explorer):
         if self.target.dim != 2:
             raise ValueError(f"target must be 2-D to plot, got d={self.target.dim}.")
         self._orders = tuple(int(m) for m in orders)
-        self._groups = {m: sg.CyclicGroup(m) for m in self._orders}
+        self._groups = {m: sg.symmetry.CyclicGroup(m) for m in self._orders}
         self._max_n = max_n
         self.sde = sg.VPSDE(0.1, 20.0)
         key = jr.key(0) if key is None else key
         dk, xk, zk = jr.split(key, 3)
-        self._data = self.target.sample(dk, max_n)
-        self._probe_x0 = self.target.sample(xk, n_probe)
+        self._data = self.target.sample(max_n, key=dk)
+        self._probe_x0 = self.target.sample(n_probe, key=xk)
         self._probe_z = jr.normal(zk, self._probe_x0.shape)
         super().__init__()
         current = self.sliders["order"].value
@@ -105,9 +80,9 @@ class SymmetryExplorer(Explorer):
     def _compute(self, m, n, t):
         if m not in self._groups:
             raise ValueError(f"group order must be one of {self._orders}, got {m}")
-        errs, orbit = symmetry_errors(self.target, self.sde, self._groups[m], self._data,
-                                      jnp.asarray(n, self._data.dtype), jnp.asarray(t, float),
-                                      self._probe_x0, self._probe_z)
+        errs, orbit = sg.symmetry.symmetry_errors(
+            self.target, self.sde, self._groups[m], self._data, jnp.asarray(n, self._data.dtype),
+            jnp.asarray(t, float), self._probe_x0, self._probe_z)
         return to_numpy(errs, orbit)
 
     def _render(self, v):

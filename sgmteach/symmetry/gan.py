@@ -6,7 +6,7 @@ $f$ with Lipschitz constant $\le 1$ (a one-sided gradient penalty, as the critic
 
 $$\min_\theta\ \sup_{\mathrm{Lip}\,f\le1}\ \mathbb{E}_{\mu_n}f - \mathbb{E}_{(g_\theta)_\#\nu}f.$$
 
-The group-invariant GAN symmetrises *both* players (invariant-GAN notes §3.4): the critic is
+The group-invariant GAN symmetrises *both* players, as the invariant-GAN paper does: the critic is
 $S_G f = \frac1{|G|}\sum_g f\circ A_g$ and the generated law is $S_G[(g_\theta)_\#\nu]$, sampled
 as $A_\sigma g_\theta(z)$ with $\sigma$ uniform per sample. With an invariant critic alone, a
 generator that covers one mode per orbit already has zero loss (the critic only sees
@@ -19,7 +19,6 @@ References: Chen, Katsoulakis, Rey-Bellet, Zhu, "Statistical Guarantees of Group
 """
 
 import abc
-import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -29,18 +28,13 @@ import jax.random as jr
 import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float
-from tqdm.auto import tqdm
 
-from ._checks import check_finite
-from ._types import Key
-from .divergences import Number, _gradient_penalty
-from .groups import AbstractGroup, RandomAction, symmetrize
-
-
-def _positive_int(name: str, v) -> int:
-    if isinstance(v, bool) or int(v) != v or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-    return int(v)
+from .._checks import check_finite, float_array, positive_int
+from .._loop import run_chunked
+from .._types import Key, Number
+from ..divergences import gradient_penalty
+from .groups import AbstractGroup
+from .symmetrize import RandomAction, symmetrize
 
 
 class AbstractGenerator(eqx.Module):
@@ -67,9 +61,9 @@ class Generator(AbstractGenerator):
     dim: int = eqx.field(static=True)
 
     def __init__(self, noise_dim: int, dim: int, *, width: int = 64, depth: int = 2, key: Key):
-        self.noise_dim = _positive_int("noise_dim", noise_dim)
-        self.dim = _positive_int("dim", dim)
-        width, depth = _positive_int("width", width), _positive_int("depth", depth)
+        self.noise_dim = positive_int("noise_dim", noise_dim)
+        self.dim = positive_int("dim", dim)
+        width, depth = positive_int("width", width), positive_int("depth", depth)
         self.mlp = eqx.nn.MLP(self.noise_dim, self.dim, width, depth, jax.nn.silu, key=key)
 
     def __call__(self, z: Float[Array, " k"]) -> Float[Array, " d"]:
@@ -126,48 +120,51 @@ class _State(NamedTuple):
     critic_opt: optax.OptState
 
 
-@eqx.filter_jit
-def _run_chunk(state, statics, data, keys, active, opts, penalty, cfg, group):
-    (gen_static, critic_static), (gen_opt, critic_opt) = statics, opts
-    batch, critic_steps = cfg
+class _GANStep(eqx.Module):
+    """One generator step after `critic_steps` critic steps (WGAN-GP)."""
 
-    def critic_step(generator, carry, key):
+    gen_static: eqx.Module
+    critic_static: eqx.Module
+    data: jax.Array
+    gen_opt: optax.GradientTransformation
+    critic_opt: optax.GradientTransformation
+    penalty: jax.Array
+    group: AbstractGroup | None
+    batch: int = eqx.field(static=True)
+    critic_steps: int = eqx.field(static=True)
+
+    def _critic_step(self, generator, carry, key):
         cparams, cstate = carry
         rk, fk, pk = jr.split(key, 3)
-        real = data[jr.randint(rk, (batch,), 0, data.shape[0])]
-        fake = generator.sample(batch, key=fk)
+        real = self.data[jr.randint(rk, (self.batch,), 0, self.data.shape[0])]
+        fake = generator.sample(self.batch, key=fk)
 
         def loss(cparams):
-            f = eqx.combine(cparams, critic_static)
+            f = eqx.combine(cparams, self.critic_static)
             value = jnp.mean(jax.vmap(f)(real)) - jnp.mean(jax.vmap(f)(fake))
-            return penalty * _gradient_penalty(f, real, fake, pk, 1.0, group) - value, value
+            gp = gradient_penalty(f, real, fake, pk, 1.0, self.group)
+            return self.penalty * gp - value, value
 
         (_, value), grads = jax.value_and_grad(loss, has_aux=True)(cparams)
-        updates, cstate = critic_opt.update(grads, cstate, cparams)
+        updates, cstate = self.critic_opt.update(grads, cstate, cparams)
         return (eqx.apply_updates(cparams, updates), cstate), value
 
-    def step(state, inp):
-        key, on = inp
+    def __call__(self, state: _State, key):
         ck, gk = jr.split(key)
-        generator = eqx.combine(state.gen, gen_static)
+        generator = eqx.combine(state.gen, self.gen_static)
         (cparams, cstate), values = jax.lax.scan(
-            lambda carry, k: critic_step(generator, carry, k),
-            (state.critic, state.critic_opt), jr.split(ck, critic_steps),
+            lambda carry, k: self._critic_step(generator, carry, k),
+            (state.critic, state.critic_opt), jr.split(ck, self.critic_steps),
         )
-        critic = eqx.combine(cparams, critic_static)
+        critic = eqx.combine(cparams, self.critic_static)
 
         def gen_loss(gparams):
-            fake = eqx.combine(gparams, gen_static).sample(batch, key=gk)
+            fake = eqx.combine(gparams, self.gen_static).sample(self.batch, key=gk)
             return -jnp.mean(jax.vmap(critic)(fake))
 
         grads = jax.grad(gen_loss)(state.gen)
-        updates, gstate = gen_opt.update(grads, state.gen_opt, state.gen)
-        new = _State(eqx.apply_updates(state.gen, updates), cparams, gstate, cstate)
-        # Padding steps of the last chunk leave the state untouched.
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(on, a, b), new, state)
-        return new, values[-1]
-
-    return jax.lax.scan(step, state, (keys, active))
+        updates, gstate = self.gen_opt.update(grads, state.gen_opt, state.gen)
+        return _State(eqx.apply_updates(state.gen, updates), cparams, gstate, cstate), values[-1]
 
 
 def train_gan(
@@ -211,10 +208,10 @@ def train_gan(
     """
     if not isinstance(generator, AbstractGenerator):
         raise TypeError(f"generator must be an AbstractGenerator, got {type(generator).__name__}.")
-    data = jnp.asarray(data, dtype=jnp.result_type(float))
+    data = float_array(data, "data")
     if data.ndim != 2 or data.shape[0] == 0:
         raise ValueError(f"data must have shape (n, d) with n >= 1, got {data.shape}.")
-    check_finite(data, "data")
+    data = check_finite(data, "data")
     d = data.shape[1]
     if generator.dim != d:
         raise ValueError(f"data has d={d} but the generator outputs d={generator.dim}.")
@@ -223,7 +220,7 @@ def train_gan(
             raise ValueError(f"group must be an AbstractGroup acting on d={d}, got {group!r}.")
         if isinstance(generator, Generator):
             generator = InvariantGenerator(generator, group)
-    sizes = {k: _positive_int(k, v) for k, v in (("steps", steps), ("critic_steps", critic_steps),
+    sizes = {k: positive_int(k, v) for k, v in (("steps", steps), ("critic_steps", critic_steps),
              ("batch_size", batch_size), ("width", width), ("depth", depth))}
     for name, v in (("lr", lr), ("critic_lr", critic_lr), ("penalty", penalty)):
         if not float(v) > 0:
@@ -237,21 +234,9 @@ def train_gan(
                                               for m in (generator, critic))
     state = _State(gparams, cparams, opts[0].init(gparams), opts[1].init(cparams))
 
-    steps = sizes["steps"]
-    chunk = min(chunk_size or max(1, math.ceil(steps / 20)), steps)
-    n_chunks = math.ceil(steps / chunk)
-    keys = jr.split(run_key, n_chunks * chunk).reshape(n_chunks, chunk)
-    active = (np.arange(n_chunks * chunk) < steps).reshape(n_chunks, chunk)
-    cfg = (sizes["batch_size"], sizes["critic_steps"])
     lam = jnp.asarray(penalty, data.dtype)
-    w1 = []
-    with tqdm(total=steps, desc="GAN", disable=not progress, leave=True) as bar:
-        for c in range(n_chunks):
-            state, values = _run_chunk(state, (gstatic, cstatic), data, keys[c],
-                                       jnp.asarray(active[c]), opts, lam, cfg, group)
-            values = np.asarray(values)[active[c]]
-            w1.append(values)
-            bar.update(len(values))
-            bar.set_postfix(w1=f"{values.mean():.4f}")
-    return GANResult(eqx.combine(state.gen, gstatic), eqx.combine(state.critic, cstatic),
-                     np.concatenate(w1))
+    step = _GANStep(gstatic, cstatic, data, opts[0], opts[1], lam, group, sizes["batch_size"],
+                    sizes["critic_steps"])
+    state, w1 = run_chunked(step, state, sizes["steps"], key=run_key, chunk_size=chunk_size,
+                            progress=progress, desc="GAN", metric_name="w1")
+    return GANResult(eqx.combine(state.gen, gstatic), eqx.combine(state.critic, cstatic), w1)

@@ -17,6 +17,8 @@ Matrices are held as a static, hashable float64 table and enter compiled code as
 group is never trained by `train` (it has no array leaves), and changing the group (its order)
 is what compiles, as it should be.
 
+`sgmteach.symmetry.symmetrize` applies $S_G$; this module holds the groups and the two averages.
+
 References: Chen, Katsoulakis, Zhang, "Equivariant score-based generative models provably learn
 distributions with symmetries efficiently" (2024); Chen, Katsoulakis, Rey-Bellet, Zhu,
 "Sample Complexity of Probability Divergences under Group Symmetry" (ICML 2023).
@@ -27,16 +29,13 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int, Real
+from jaxtyping import Array, Float, Int
 
-from ._types import Key
-from .mixture import GaussianMixture
+from .._checks import positive_int
 
 ORTHOGONALITY_TOL = 1e-5  # max |A A^T - I| entry
 CLOSURE_TOL = 1e-4  # Frobenius distance of a product to the nearest listed element
-KINDS = ("field", "function")
 
 
 class _Table:
@@ -83,9 +82,7 @@ def _validate(a: np.ndarray) -> None:
 
 
 def _int(name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or int(v) != v or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}.")
-    return int(v)
+    return positive_int(name, v, minimum)
 
 
 def _check_x(x, d: int, name: str = "x"):
@@ -115,7 +112,8 @@ class AbstractGroup(eqx.Module):
         """The group elements, shape `(g, d, d)`, in JAX's default float dtype."""
         return jnp.asarray(self._table.array, dtype=jnp.result_type(float))
 
-    def _matrices_like(self, x):
+    def matrices_like(self, x) -> Float[Array, "g d d"]:
+        """`matrices` in the dtype of `x` when `x` is a float array."""
         a = self.matrices
         return a.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else a
 
@@ -132,12 +130,20 @@ class AbstractGroup(eqx.Module):
     ) -> Float[Array, "*batch d"]:
         """Apply the element number `index` (may be traced) to `x`, shape `(*batch, d)`."""
         _check_x(x, self.dim)
-        return x @ self._matrices_like(x)[index].T
+        return x @ self.matrices_like(x)[index].T
 
     def orbit(self, x: Float[Array, "*batch d"]) -> Float[Array, "g *batch d"]:
         r"""All images $(A_g x)_g$, shape `(g, *batch, d)`."""
         _check_x(x, self.dim)
-        return jnp.einsum("gij,...j->g...i", self._matrices_like(x), x)
+        return jnp.einsum("gij,...j->g...i", self.matrices_like(x), x)
+
+    def invariant(self, fn: Callable) -> "InvariantFunction":
+        r"""$S_G f = \frac1{|G|}\sum_g f\circ A_g$, the invariant average of `fn`.
+
+        What the core's divergence estimators call to symmetrise a critic (they know a group
+        only by this interface: `sgmteach._types.GroupAction`).
+        """
+        return InvariantFunction(fn, self)
 
 
 def _rotation(d: int, planes, angle: float, reflect: bool = False) -> np.ndarray:
@@ -303,7 +309,7 @@ class EquivariantScore(eqx.Module):
 
     def __call__(self, x: Float[Array, " d"], *args) -> Float[Array, " d"]:
         s = jax.vmap(lambda xg: self.model(xg, *args))(self.group.orbit(x))  # (g, d)
-        return jnp.einsum("gji,gj->i", self.group._matrices_like(s), s) / self.group.order
+        return jnp.einsum("gji,gj->i", self.group.matrices_like(s), s) / self.group.order
 
 
 class InvariantFunction(eqx.Module):
@@ -338,107 +344,3 @@ def _check_wrapped(fn, group):
         raise ValueError(f"the model acts on d={d} but the group on d={group.dim}.")
 
 
-def symmetrize(obj, group: AbstractGroup, *, kind: str | None = None):
-    r"""Apply $S_G$ to a distribution, a sample set, a vector field or a function.
-
-    - `GaussianMixture` $\sum_k w_k N(\mu_k, \Sigma_k)$ $\to$ the exact mixture
-      $\sum_{g,k} \frac{w_k}{|G|} N(A_g\mu_k, A_g\Sigma_k A_g^\top)$, $|G| k$ components.
-    - array `(n, d)` $\to$ the orbit set `(|G| n, d)`, group-major (rows `i*n:(i+1)*n` are
-      $A_i x$), the empirical measure $S_G \pi^n$.
-    - callable $\to$ `EquivariantScore` when `kind="field"` (the default: scores are what this
-      package symmetrises) or `InvariantFunction` when `kind="function"`.
-
-    **Raises:** `ValueError` for a dimension mismatch, a sample set that is not `(n, d)` or an
-    unknown `kind`; `TypeError` for anything else.
-    """
-    if not isinstance(group, AbstractGroup):
-        raise TypeError(f"group must be an AbstractGroup, got {type(group).__name__}.")
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
-    if isinstance(obj, GaussianMixture):
-        if obj.dim != group.dim:
-            raise ValueError(f"the mixture has d={obj.dim} but the group acts on d={group.dim}.")
-        a = group._matrices_like(obj.means)
-        means = jnp.einsum("gij,kj->gki", a, obj.means).reshape(-1, obj.dim)
-        covs = jnp.einsum("gij,kjl,gml->gkim", a, obj.covs, a).reshape(-1, obj.dim, obj.dim)
-        covs = 0.5 * (covs + jnp.swapaxes(covs, 1, 2))  # symmetric to the last bit
-        weights = jnp.tile(obj.weights, group.order) / group.order
-        return GaussianMixture(weights, means, covs)
-    if isinstance(obj, jax.Array | np.ndarray):
-        x = jnp.asarray(obj)
-        if x.ndim != 2:
-            raise ValueError(f"a sample set must have shape (n, d), got {x.shape}.")
-        _check_x(x, group.dim, "the sample set")
-        return group.orbit(x).reshape(-1, group.dim)
-    if callable(obj):
-        if (kind or "field") == "field":
-            return EquivariantScore(obj, group)
-        return InvariantFunction(obj, group)
-    raise TypeError(
-        "symmetrize takes a GaussianMixture, an (n, d) array or a callable, got "
-        f"{type(obj).__name__}."
-    )
-
-
-@eqx.filter_jit
-def _equivariance_defects(score, group, x, t):
-    s = jax.vmap(score, in_axes=(0, None))(x, t)  # (n, d)
-    s_gx = jax.vmap(jax.vmap(score, in_axes=(0, None)), in_axes=(0, None))(group.orbit(x), t)
-    return jnp.max(jnp.linalg.norm(s_gx - group.orbit(s), axis=-1), axis=1)  # (g,)
-
-
-def equivariance_error(
-    score: Callable, group: AbstractGroup, x: Float[Array, "n d"], t: Real[ArrayLike, ""]
-) -> Float[Array, " g"]:
-    r"""The equivariance defect $\max_i |s(A_g x_i, t) - A_g s(x_i, t)|$ for each element $g$.
-
-    **Arguments:** `score`, `(x, t) -> s` on one point; `group`; `x`, test points `(n, d)`;
-    `t`, the time.
-
-    **Returns:** shape `(g,)`; zero (to round-off) for every element iff `score` is equivariant
-    on these points.
-    """
-    _check_x(x, group.dim)
-    return _equivariance_defects(score, group, x, jnp.asarray(t, dtype=x.dtype))
-
-
-@eqx.filter_jit
-def _model_form(score, group, x, t):
-    s = jax.vmap(score, in_axes=(0, None))(x, t)
-    sym = jax.vmap(EquivariantScore(score, group), in_axes=(0, None))(x, t)
-    return jnp.mean(jnp.sum((s - sym) ** 2, axis=-1))
-
-
-def model_form_error(
-    score: Callable, group: AbstractGroup, x: Float[Array, "n d"], t: Real[ArrayLike, ""]
-) -> Float[Array, ""]:
-    r"""Monte-Carlo model-form error $\frac1n\sum_i |s(x_i, t) - S_G s(x_i, t)|^2$.
-
-    With $x_i$ drawn from a $G$-invariant law $\rho_t$ this estimates the term that, by
-    Pythagoras in $L^2(\rho_t)$, separates the loss of $s$ from that of $S_G s$ (equivariant-SGM
-    notes §3.4). Zero for an equivariant `score`.
-    """
-    _check_x(x, group.dim)
-    return _model_form(score, group, x, jnp.asarray(t, dtype=x.dtype))
-
-
-class RandomAction(eqx.Module):
-    """Data augmentation: one uniformly random group element per sample, fresh per call.
-
-    Use as `train(..., augment=RandomAction(group))`; call as `aug(x0_batch, key=key)` with
-    `x0_batch` of shape `(n, d)`.
-    """
-
-    group: AbstractGroup
-
-    def __call__(self, x: Float[Array, "n d"], *, key: Key) -> Float[Array, "n d"]:
-        _check_x(x, self.group.dim)
-        idx = jr.randint(key, (x.shape[0],), 0, self.group.order)
-        return jnp.einsum("nij,nj->ni", self.group._matrices_like(x)[idx], x)
-
-
-def random_action(group: AbstractGroup) -> RandomAction:
-    """The augmentation callable for `train(..., augment=random_action(group))`."""
-    if not isinstance(group, AbstractGroup):
-        raise TypeError(f"group must be an AbstractGroup, got {type(group).__name__}.")
-    return RandomAction(group)

@@ -7,9 +7,8 @@ form one could evaluate; so every rate here takes an explicit `constant` (defaul
 meant for slopes and ratios on log-log plots, never for absolute values. Each docstring tags
 its source:
 
-- **[paper]**: stated in the paper's abstract or checked summary (the arXiv pages of
-  2302.01915 v3 and 2305.13517 v4 were read through the `search` tool; their theorem statements
-  and constants were not retrievable);
+- **[paper]**: stated in the paper's abstract or summary (of arXiv 2302.01915 v3 and
+  2305.13517 v4); their theorem statements' constants are not reproduced here;
 - **[derived]**: follows exactly from a [paper] statement in one line, proof in the docstring;
 - **[standard]**: a textbook fact the papers build on (Fournier & Guillin, "On the rate of
   convergence in Wasserstein distance of the empirical measure", PTRF 2015).
@@ -23,7 +22,7 @@ generative models provably learn distributions with symmetries efficiently" (arX
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from ._checks import is_concrete
+from .._checks import is_concrete
 
 Num = Real[ArrayLike, "..."]  # a Python number or an array of sizes, orders, constants
 
@@ -191,8 +190,9 @@ def invariant_gan_bound(
 
     `discriminator` $\mathcal{E}_D = \sup_{h\in\mathrm{Lip}_1^G}\inf_{f\in\mathcal{F}^G}
     \|h - f\|_\infty$, `generator` $\mathcal{E}_G = \inf_\theta d_{\mathcal{F}^G}(\alpha_\theta,
-    \mu)$, `statistical` $= W_1(\mu, S_G\mu_n)$ (measured, or `w1_rate`). **[derived]** in
-    invariant-GAN notes §3.2 from the symmetrisation identities, with exactly these constants;
+    \mu)$, `statistical` $= W_1(\mu, S_G\mu_n)$ (measured, or `w1_rate`). **[derived]**, not the
+    paper's: it follows from the symmetrisation identities by the triangle inequality, with
+    exactly these constants;
     the three-term structure is the **[paper]**'s (2305.13517: discriminator approximation,
     generator approximation and statistical error), whose own constants and network-size
     conditions were not retrieved.
