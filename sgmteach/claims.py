@@ -23,7 +23,9 @@ class ClaimError(AssertionError):
 
 
 def _num(x) -> float:
-    value = float(np.asarray(getattr(x, "mean", x)))
+    if hasattr(x, "sem"):  # a Floor (mean ± s.e.): judge its mean
+        x = x.mean
+    value = float(np.asarray(x))
     if not math.isfinite(value):
         raise ClaimError(f"the measured value is {value}: nothing can be claimed about it.")
     return value

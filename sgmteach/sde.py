@@ -19,7 +19,7 @@ import jax.random as jr
 from jaxtyping import Array, Float
 
 from ._checks import check_time, is_concrete
-from ._types import Key, Scalar, Vector
+from ._types import Key, Number, Scalar, Vector
 
 _SCHEDULES = ("linear", "cosine")
 _COSINE_S = 0.008  # Nichol & Dhariwal's offset
@@ -36,18 +36,18 @@ class AbstractSDE(eqx.Module):
     T: eqx.AbstractVar[Scalar]
 
     @abc.abstractmethod
-    def drift(self, x: Vector, t: Scalar) -> Vector:
+    def drift(self, x: Vector, t: Number) -> Vector:
         """Forward drift $f(x, t)$ at one point `x` of shape `(d,)`."""
 
     @abc.abstractmethod
-    def diffusion(self, t: Scalar) -> Scalar:
+    def diffusion(self, t: Number) -> Scalar:
         """Diffusion coefficient $g(t)$, a scalar."""
 
     @abc.abstractmethod
     def prior_sample(self, n: int, d: int, *, key: Key) -> Float[Array, "n d"]:
         """`n` draws, shape `(n, d)`, of the law the reverse process starts from at $t = T$."""
 
-    def reverse_drift(self, score, x: Vector, t: Scalar, *,
+    def reverse_drift(self, score, x: Vector, t: Number, *,
                       probability_flow: bool = False) -> Vector:
         r"""Drift of the reverse-time process given a score $s(x, t) \approx \nabla\log p_t$.
 
@@ -69,7 +69,7 @@ class AbstractLinearSDE(AbstractSDE):
     """
 
     @abc.abstractmethod
-    def marginal_mean_std(self, t: Scalar) -> tuple[Scalar, Scalar]:
+    def marginal_mean_std(self, t: Number) -> tuple[Scalar, Scalar]:
         r"""$(m_t, s_t)$ such that $X_t \mid X_0 \sim N(m_t X_0, s_t^2 I)$."""
 
     @abc.abstractmethod

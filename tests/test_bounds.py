@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import count_compiles
 
 from sgmteach.symmetry import (
     divergence_rate,
@@ -74,8 +75,17 @@ def test_invariant_gan_bound_is_the_three_term_sum():
 
 
 def test_rates_compile_once_and_take_traced_values():
-    f = jax.jit(lambda n, g: w1_rate(n, 3, group_order=g))
-    np.testing.assert_allclose(f(jnp.asarray(NS), 8.0), w1_rate(8 * NS, 3), rtol=1e-6)
+    def rate_of(n, g):
+        return w1_rate(n, 3, group_order=g)
+
+    f = jax.jit(rate_of)
+    with count_compiles("rate_of") as compiles:
+        for g in (8.0, 4.0, 2.0):  # traced values: one compilation for all three
+            np.testing.assert_allclose(f(jnp.asarray(NS), g), w1_rate(g * NS, 3), rtol=1e-6)
+    assert len(compiles) == 1
+    with count_compiles("rate_of") as compiles:  # positive control: a new shape compiles
+        f(jnp.asarray(NS[:2]), 8.0)
+    assert len(compiles) == 1
 
 
 @pytest.mark.parametrize(

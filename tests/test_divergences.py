@@ -65,11 +65,13 @@ def test_w1_dual_is_certified_and_agrees_with_pot(samples, invariant):
     # empirical measures, so it cannot beat POT (1e-5: float32 critic values).
     assert est.value <= exact + 1e-5
     assert est.raw / est.lipschitz == pytest.approx(est.value)
-    # Statistical: the smooth critic estimates the population W1, the plug-in exceeds it by at
-    # most W1(S P_n, P) + W1(S Q_n, Q) <= the two Monte-Carlo floors (measured), so the gap
-    # exact - value stays within them (optimisation error included).
-    floor = _floor(P, group) + _floor(Q, group)
-    assert exact - est.value <= floor, (exact, est.value, floor)
+    # Optimisation: the smooth critic cannot reach the plug-in's optimal potential, which
+    # jumps between atoms. Its gap exact - value, measured once (2026-12) at these sizes over
+    # 6 critic keys and 3 more sample pairs: plain 0.08-0.155 (of exact W1 1.08-1.27), C8 0.017
+    # -0.034 (of 0.96-1.04). The bands hold those with room and are an order of magnitude below
+    # the quantity, so a critic that learned nothing (value ~ 0) fails.
+    band = 0.06 if invariant else 0.2
+    assert exact - est.value <= band, (exact, est.value, band)
     assert est.history.shape == (STEPS,)
     if invariant:
         assert isinstance(est.critic, InvariantFunction)
@@ -104,14 +106,15 @@ def test_invariant_mmd_is_mmd_of_symmetrized_sets(samples):
                                mmd(x, y, bandwidths=(0.7,)), rtol=1e-4)
 
 
-# Gain ratios r from the divergences notes §3.5 (their author's closed form, Monte-Carlo
-# checked; printed to 3 decimals): ring of 8 modes, radius 2, std 0.3, C_m rotations.
+# A regression snapshot, not an independent check: gain ratios r printed to 3 decimals by the
+# same closed form when it was derived (ring of 8 modes, radius 2, std 0.3, C_m rotations).
+# The independent check is the Monte-Carlo test below.
 NOTES_RATIOS = {0.1: (0.497, 0.245, 0.119), 0.5: (0.455, 0.183, 0.051),
                 1.0: (0.382, 0.090, 0.024), 4.0: (0.073, 0.009, 0.009)}
 
 
 @pytest.mark.parametrize("h", NOTES_RATIOS)
-def test_expected_mmd2_gain_ratio_matches_the_notes(h):
+def test_expected_mmd2_gain_ratio_matches_its_snapshot(h):
     target = ring(8, radius=2.0, std=0.3)
     plain = expected_mmd2(target, 64, bandwidth=h)
     for m, r in zip((2, 4, 8), NOTES_RATIOS[h], strict=True):
@@ -132,7 +135,8 @@ def test_expected_mmd2_matches_monte_carlo(invariant):
 
 
 def test_radial_w1_of_scaled_gaussians():
-    """X ~ N(0, I_2), Y = 2X in law: W1 = E|X| = sqrt(pi/2) (notes §3.4, derived)."""
+    """X ~ N(0, I_2), Y = 2X in law: W1 = E|X| = sqrt(pi/2) (couple Y = 2X: the radial
+    coupling is optimal for a scaling, and E|2X - X| = E|X|)."""
     n = 20_000
     kx, ky = jr.split(jr.key(5))
     x, y = jr.normal(kx, (n, 2)), 2 * jr.normal(ky, (n, 2))
@@ -159,8 +163,8 @@ def test_invariant_w1_rate_has_slope_minus_one_over_d():
     inv = np.array([mean_w1(n, group) for n in ns])
     slope = np.polyfit(np.log(ns), np.log(inv), 1)[0]
     # Fournier-Guillin: -1/d for d >= 3, approached from above at finite n (pre-asymptotic
-    # curvature of an unbounded law); fits over a 16x range deviate by 0.05-0.1 (divergences
-    # notes §5.1; our reference run: -0.30). Tolerance 0.1.
+    # curvature of an unbounded law); fits over a 16x range deviate by 0.05-0.1 (a reference
+    # run gave -0.30). Tolerance 0.1.
     assert abs(slope + 1 / 3) <= 0.1, slope
     # Effective sample size |G| n (the papers' statement): invariant at n ~ plain at 8n, to
     # 15% (reference run: within 4%; the s.e. of each mean is about 3%).
@@ -178,6 +182,12 @@ def test_moving_values_does_not_recompile():
                                        alpha=alpha, group=group, steps=5)
             mmd2(x, y, bandwidth=h, group=group)
     assert len(fits) <= 1 and len(mmds) <= 1  # 0 if an earlier test compiled these shapes
+    # Positive control: `steps` fixes the scan's length, so a new value must compile `_fit`
+    # exactly once; a change in JAX's log text would make this fail, not the check above pass.
+    with count_compiles("_fit") as fits:
+        for alpha in (2.0, 3.0):
+            lipschitz_alpha_divergence(x, y, key=jr.key(1), alpha=alpha, group=group, steps=7)
+    assert len(fits) == 1
 
 
 @pytest.mark.parametrize(

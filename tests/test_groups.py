@@ -257,19 +257,24 @@ def test_no_recompilation_when_values_change():
     group = CyclicGroup(8)
 
     @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
     def evaluate(score, x, t):
-        eqx.debug.assert_max_traces(max_traces=1)  # noqa: B018
         return jax.vmap(score, in_axes=(0, None))(x, t)
 
     for seed, t in enumerate((0.1, 0.5, 0.9)):
         score = EquivariantScore(ScoreMLP(2, 16, 1, key=jr.key(seed)), group)
         evaluate(score, jr.normal(jr.key(seed), (10, 2)), jnp.asarray(t))
+    # Positive control: a new width is a new shape, which must trace again, and the guard
+    # must catch it (a guard that counts nothing would let this pass).
+    wider = EquivariantScore(ScoreMLP(2, 32, 1, key=jr.key(9)), group)
+    with pytest.raises(RuntimeError, match="traced"):
+        evaluate(wider, jr.normal(jr.key(9), (10, 2)), jnp.asarray(0.5))
 
 
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: CyclicGroup(0), "n must be an integer >= 1"),
+        (lambda: CyclicGroup(0), "n must be a positive integer"),
         (lambda: CyclicGroup(4, d=1), "d must be an integer >= 2"),
         (lambda: CyclicGroup(4, d=4, planes=((0, 1), (1, 2))), "disjoint"),
         (lambda: CyclicGroup(4, planes=((0, 2),)), "planes"),

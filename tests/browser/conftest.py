@@ -1,8 +1,8 @@
 """Fixtures for the real-browser tests: one JupyterLab server and one headless Chromium per module.
 
-How this was made to work on this machine is recorded in
-``/work/shared/docs/browser-testing.md`` (launch flags, Debian's ``/usr/bin/chromium``
-driven through Playwright's ``executable_path``, never ``playwright install``).
+The browser is Debian's ``/usr/bin/chromium`` (or a ``chromium`` on PATH), driven through
+Playwright's ``executable_path`` and never ``playwright install`` (which downloads a browser
+build); the launch flags below keep it off the network.
 
 Environment variables
 ---------------------
