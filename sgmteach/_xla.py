@@ -2,11 +2,9 @@
 
 XLA's CPU runtime (jaxlib 0.10) sometimes never finishes a jitted computation built from
 vmapped mixture scores: every worker thread parks on a futex and the caller waits forever in
-`block_until_ready`. On a 2-core machine under load we saw it in 4 of 4 processes looping over
-the score-matching losses (240 s without finishing, with asynchronous dispatch on or off); with
-the concurrency-optimised thunk scheduler turned off the same 4 processes finished in 16 s, and
-the whole test suite and every tutorial ran without a hang. Others report the same wedge of
-XLA's CPU thread pool on vmap graphs (PyAutoLabs/PyAutoFit#1530).
+`block_until_ready`. Turning the concurrency-optimised thunk scheduler off cured it on the
+2-core machines this package is tested on (README, "A CPU hang"). Others report the same wedge
+of XLA's CPU thread pool on vmap graphs (PyAutoLabs/PyAutoFit#1530).
 
 XLA reads `XLA_FLAGS` once, when the first computation starts its CPU backend; importing jax
 does not. `import sgmteach` therefore adds the flag to the environment, unless `XLA_FLAGS`
@@ -22,7 +20,9 @@ FLAG = f"--{FLAG_NAME}=false"
 
 
 def _backends_started() -> bool:
-    try:  # a private function: if it moves, assume nothing has started yet
+    # A private function of JAX: if it moves, assume nothing has started yet, and the
+    # "too late" warning is lost (tests/test_xla.py fails then, so the move is noticed).
+    try:
         from jax._src.xla_bridge import backends_are_initialized
     except ImportError:
         return False
