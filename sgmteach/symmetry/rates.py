@@ -160,8 +160,8 @@ def samples_needed(
     $N^{-1/2}\log(1+N) = \varepsilon/C$ is solved by Newton's method on $\log N$ (on the
     decreasing branch, $N \ge e^2$). There the rate never exceeds
     $e^{-1}\log(1+e^2) \approx 0.78$: for $\varepsilon/C$ above that every $N \ge e^2$ meets the
-    error, and the result is the branch's start, $e^2/|G|$. That the sample complexity falls by the factor $|G|$ is
-    the **[paper]** statement (2302.01915 v3, 2305.13517 v4 abstracts). `constant`: unknown,
+    error, and the result is the branch's start, $e^2/|G|$. That the sample complexity falls
+    by the factor $|G|$ is the **[paper]** statement (2302.01915 v3, 2305.13517 v4 abstracts). `constant`: unknown,
     default 1.
     """
     k = _dim(d, intrinsic_dim)
