@@ -161,8 +161,8 @@ def samples_needed(
     decreasing branch, $N \ge e^2$). There the rate never exceeds
     $e^{-1}\log(1+e^2) \approx 0.78$: for $\varepsilon/C$ above that every $N \ge e^2$ meets the
     error, and the result is the branch's start, $e^2/|G|$. That the sample complexity falls
-    by the factor $|G|$ is the **[paper]** statement (2302.01915 v3, 2305.13517 v4 abstracts). `constant`: unknown,
-    default 1.
+    by the factor $|G|$ is the **[paper]** statement (2302.01915 v3, 2305.13517 v4
+    abstracts). `constant`: unknown, default 1.
     """
     k = _dim(d, intrinsic_dim)
     ratio = _positive("constant", constant) / _positive("error", error)
