@@ -31,6 +31,7 @@ from .nets import count_params as count_params
 from .losses import dsm_floor as dsm_floor
 from .losses import dsm_loss as dsm_loss
 from .losses import esm_loss as esm_loss
+from .losses import explicit_score_error as explicit_score_error
 from .train import default_optimizer as default_optimizer
 from .train import train as train
 from .sample import sample as sample

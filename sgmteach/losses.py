@@ -15,6 +15,7 @@ Weightings: `"sigma2"` ($\lambda = s_t^2$, the noise-prediction loss, default), 
 ($\lambda = g(t)^2$, Song et al. 2021's likelihood weighting) and `"none"` ($\lambda = 1$).
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -105,6 +106,36 @@ def esm_loss(score, target, sde, x0, t, *, key: Key, weighting: str = "sigma2"):
     exact = jax.vmap(lambda x, ti: target.diffuse(sde, ti).score(x))(xt, t)
     w = _weight_over_var(sde, t, s, weighting)
     return jnp.mean(w * s**2 * jnp.sum((pred - exact) ** 2, axis=-1))
+
+
+@eqx.filter_jit
+def explicit_score_error(score, target, sde, t, x0, z):
+    r"""Explicit score-matching error of `score` at one time $t$, with its standard error.
+
+    $\mathrm{ESM}(t) = \mathbb{E}_{p_t}\, s_t^2\,\|s_\theta(X_t, t) - \nabla\log p_t(X_t)\|^2$
+    against the exact score of the `GaussianMixture` `target` pushed through `sde`, averaged
+    over the points $x_t = m_t x_0 + s_t z$. The weight $s_t^2$ is `esm_loss`'s `"sigma2"`: it
+    keeps the error comparable across $t$ (the score itself grows like $1/s_t$). With the same
+    `x0` and `z` at every $t$ (common random numbers), the error is a smooth function of $t$.
+    For `z = jr.normal(key, x0.shape)` the mean equals
+    `esm_loss(score, target, sde, x0, t, key=key)`.
+
+    **Arguments:** `score` (callable `(x, t) -> s` on one point), `target`, `sde` (an
+    `AbstractLinearSDE`), `t` (a time in $[0, T]$, traced: a new value never compiles), `x0`
+    (draws of the target, `(n, d)`), `z` (standard normal draws, the same shape).
+
+    **Returns:** `(mean, standard_error)`, both shape `()`; the standard error is over the `n`
+    points.
+    """
+    check_linear(sde, "explicit_score_error")
+    if x0.ndim != 2 or x0.shape != z.shape or x0.shape[0] < 2:
+        raise ValueError(f"x0 and z must have the same shape (n >= 2, d), got {x0.shape} and "
+                         f"{z.shape}.")
+    m, s = sde.marginal_mean_std(t)
+    xt = m * x0 + s * z
+    diff = jax.vmap(score, in_axes=(0, None))(xt, t) - target.diffuse(sde, t).score(xt)
+    per_point = jnp.sum((s * diff) ** 2, axis=-1)
+    return jnp.mean(per_point), jnp.std(per_point, ddof=1) / jnp.sqrt(per_point.shape[0])
 
 
 def dsm_floor(target, sde, t, *, key: Key, n: int = 20_000, weighting: str = "sigma2"):

@@ -1,21 +1,33 @@
 """Interactive explorers for the sgmteach tutorials (ipywidgets + plotly).
 
-Every explorer follows the contract of `widgets.base.Explorer`: it builds with no arguments,
-and has `sliders`, `fig` (one plotly `FigureWidget`), `status` and `update(**values)`.
+Every explorer follows the contract of `widgets.base.AbstractExplorer`: it builds with no
+arguments, and has `sliders`, `fig` (one plotly `FigureWidget`), `status` and
+`update(**values)`. `EXPLORERS` lists them all, for the tests and the benchmarks.
 """
 
-from .base import Explorer as Explorer
-from .base import default_particles as default_particles
-from .bound import BoundExplorer as BoundExplorer
-from .evolution import SampleEvolution as SampleEvolution
-from .field import ScoreFieldExplorer as ScoreFieldExplorer
-from .schedule import NoiseScheduleExplorer as NoiseScheduleExplorer
-from .symmetry import SymmetryExplorer as SymmetryExplorer
+from .base import MAX_DRAWN, AbstractExplorer, default_particles
+from .bound import BoundExplorer
+from .evolution import SampleEvolution
+from .field import ScoreFieldExplorer
+from .schedule import NoiseScheduleExplorer
+from .symmetry import SymmetryExplorer
+
+EXPLORERS = (
+    NoiseScheduleExplorer,
+    SampleEvolution,
+    ScoreFieldExplorer,
+    SymmetryExplorer,
+    BoundExplorer,
+)
 
 __all__ = [
+    "EXPLORERS",
+    "AbstractExplorer",
+    "MAX_DRAWN",
+    "default_particles",
     "NoiseScheduleExplorer",
     "SampleEvolution",
     "ScoreFieldExplorer",
-    "BoundExplorer",
     "SymmetryExplorer",
+    "BoundExplorer",
 ]

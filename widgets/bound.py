@@ -1,6 +1,7 @@
 """`BoundExplorer`: a rate or bound curve against measured points, on log-log axes."""
 
 import functools
+from typing import NamedTuple
 
 import ipywidgets as W
 import jax.random as jr
@@ -9,7 +10,7 @@ import plotly.graph_objects as go
 
 import sgmteach as sg
 
-from .base import Explorer
+from .base import AbstractExplorer
 
 __all__ = ["BoundExplorer", "power_law"]
 
@@ -29,7 +30,13 @@ def _default_points(key):
     return ns, np.array([f.mean for f in floors]), np.array([f.std for f in floors])
 
 
-class BoundExplorer(Explorer):
+class _Curve(NamedTuple):
+    curve: np.ndarray  # the bound on the drawing grid of n
+    slope: float  # its least-squares log-log slope over the measured n
+    above: int  # measured points on or under the curve
+
+
+class BoundExplorer(AbstractExplorer):
     r"""A bound $b(n; \theta)$ drawn against measured values $y(n)$, with $\theta$ on sliders.
 
     The status line prints the least-squares log-log slope of the measured points beside the
@@ -88,17 +95,21 @@ class BoundExplorer(Explorer):
                           yaxis=dict(type="log", title=self._labels[1]))
         return go.FigureWidget(fig)
 
-    def _render(self, v):
+    def _compute(self, v) -> _Curve:
         curve = np.asarray(self.bound(self._curve_n, **v), float)
         if curve.shape != self._curve_n.shape or not np.isfinite(curve).all():
             raise ValueError("the bound returned non-finite values or the wrong shape")
         if (curve <= 0).any():
             raise ValueError("the bound is not positive here; log axes cannot show it")
-        self.fig.data[1].x, self.fig.data[1].y = self._curve_n, curve
         at = np.asarray(self.bound(self._n, **v), float)
-        self._curve_slope = float(np.polyfit(np.log(self._n), np.log(at), 1)[0])
-        self._above = int((at >= self._y).sum())
+        if at.shape != self._n.shape or not (np.isfinite(at).all() and (at > 0).all()):
+            raise ValueError("the bound is not positive and finite at the measured n")
+        slope = float(np.polyfit(np.log(self._n), np.log(at), 1)[0])
+        return _Curve(curve, slope, int((at >= self._y).sum()))
 
-    def _status_text(self):
+    def _draw(self, r: _Curve):
+        self.fig.data[1].x, self.fig.data[1].y = self._curve_n, r.curve
+
+    def _status_text(self, r: _Curve):
         return (f"measured log-log slope {self._slope:+.3f}, curve slope "
-                f"{self._curve_slope:+.3f}; curve ≥ data at {self._above}/{len(self._n)} points")
+                f"{r.slope:+.3f}; curve ≥ data at {r.above}/{len(self._n)} points")

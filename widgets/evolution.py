@@ -1,5 +1,8 @@
 """`SampleEvolution`: particles carried from the prior to the data by the reverse process."""
 
+from collections import OrderedDict
+from typing import NamedTuple
+
 import equinox as eqx
 import ipywidgets as W
 import jax
@@ -10,14 +13,35 @@ import plotly.graph_objects as go
 
 import sgmteach as sg
 
-from .base import Explorer, default_particles, to_numpy
+from .base import AbstractExplorer, default_particles, drawn_count, to_numpy
 from .schedule import BETA_MIN
 
 __all__ = ["SampleEvolution"]
 
 
+CACHED = 4  # parameter settings whose trajectories are kept, so toggling back is instant
+
+
+class _Trajectories(NamedTuple):
+    ts: np.ndarray  # (n_saves + 1,)
+    xs: np.ndarray  # (n_saves + 1, drawn, 2): the display subsample of every particle path
+    axis: np.ndarray
+    density: np.ndarray  # (n_saves + 1, grid, grid): the exact p_t at each saved time
+
+
+class _Frame(NamedTuple):
+    title: str
+    axis: np.ndarray
+    density: np.ndarray
+    paths: np.ndarray  # (points, 2), NaN-separated polylines
+    particles: np.ndarray  # (drawn, 2)
+    n: int
+    drawn: int
+
+
 @eqx.filter_jit
-def _evolve(score, target, beta_max, t0, key, n, method, steps, n_saves, grid_size, half):
+def _evolve(score, target, beta_max, t0, key, n, method, steps, n_saves, grid_size, half,
+            drawn):
     sde = sg.VPSDE(BETA_MIN, beta_max) if score is None else score.sde
     fn = sg.ExactScore(target, sde) if score is None else score
     ts, xs = sg.trajectories(fn, sde, n, target.dim, key=key, method=method,
@@ -25,22 +49,24 @@ def _evolve(score, target, beta_max, t0, key, n, method, steps, n_saves, grid_si
     axis = jnp.linspace(-half, half, grid_size)
     pts = jnp.stack(jnp.meshgrid(axis, axis), -1)
     dens = jax.vmap(lambda t: jnp.exp(target.diffuse(sde, t).log_prob(pts)))(ts)
-    return ts, xs, axis, dens
+    return ts, xs[:, :drawn], axis, dens
 
 
-class SampleEvolution(Explorer):
+class SampleEvolution(AbstractExplorer):
     r"""Reverse-time evolution of particles, with a play button and a time scrubber.
 
-    Trajectories are computed once per parameter change (`method`, `beta_max`, `t0`); moving
-    the scrubber (`frame`) or pressing play only redraws. Beneath the particles lies the exact
-    marginal $p_t$ of the forward process at the frame's time, which the particles should match.
+    Trajectories are computed once per parameter change (`method`, `beta_max`, `t0`, whose
+    events are debounced); moving the scrubber (`frame`) or pressing play only redraws. Beneath
+    the particles lies the exact marginal $p_t$ of the forward process at the frame's time,
+    which the particles should match. All `n` particles are integrated; at most `MAX_DRAWN`
+    are drawn.
 
     **Arguments (all optional):** `score` (a score model with an `sde` attribute, e.g. a trained
     `ScoreMLP(..., sde=sde)`; default: the exact score, and then `beta_max` is a control),
     `target` (2-D `GaussianMixture`, default `sg.ring()`), `n`, `key`, `steps`, `n_saves`.
     """
 
-    debounce_s = 0.15
+    debounced = ("method", "beta_max", "t0")
 
     def __init__(self, score=None, target=None, *, n: int | None = None, key=None,
                  steps: int = 400, n_saves: int = 40, grid_size: int = 50, n_paths: int = 24):
@@ -49,21 +75,20 @@ class SampleEvolution(Explorer):
             raise ValueError(f"target must be 2-D to plot, got d={self.target.dim}.")
         if score is not None and getattr(score, "sde", None) is None:
             raise ValueError("score must carry its SDE (e.g. ScoreMLP(..., sde=sde)).")
+        if n_saves < 1 or steps % n_saves:
+            raise ValueError(f"steps ({steps}) must be a multiple of n_saves ({n_saves}).")
         self.score = score
         self._key = jr.key(0) if key is None else key
-        self._n = default_particles() if n is None else n
+        self._n = default_particles() if n is None else int(n)
+        self._drawn = drawn_count(self._n)
         self._steps, self._n_saves, self._grid = steps, n_saves, grid_size
-        self._n_paths = min(n_paths, self._n)
+        self._n_paths = min(n_paths, self._drawn)
         radius = float(jnp.max(jnp.linalg.norm(self.target.means, axis=-1)))
         self._half = max(radius + 1.5, 3.5)
-        self._cache_key = None
+        self._cache: OrderedDict = OrderedDict()
         self.play = W.Play(value=0, min=0, max=n_saves, step=1, interval=120,
                            description="play")
         super().__init__()
-        W.jslink((self.play, "value"), (self.sliders["frame"], "value"))
-        self.children = (W.HBox([self.play, self.children[0]]), *self.children[1:])
-        other = "ode" if self.sliders["method"].value == "sde" else "sde"
-        self._trajectories(other, self.sliders["beta_max"].value, self.sliders["t0"].value)
 
     def _controls(self):
         style = {"description_width": "initial"}
@@ -73,6 +98,8 @@ class SampleEvolution(Explorer):
                                  value="sde", description="sampler", style=style),
             "beta_max": W.FloatLogSlider(value=20.0, base=10, min=0.0, max=1.6, step=0.01,
                                          description="β_max", disabled=learned, style=style,
+                                         tooltip="set by the score model's SDE" if learned
+                                         else None,
                                          continuous_update=False),
             "t0": W.FloatLogSlider(value=1e-3, base=10, min=-4, max=-1, step=0.1,
                                    description="t0 (stop)", style=style,
@@ -80,6 +107,10 @@ class SampleEvolution(Explorer):
             "frame": W.IntSlider(value=self._n_saves, min=0, max=self._n_saves,
                                  description="frame", style=style),
         }
+
+    def _layout_controls(self):
+        W.jslink((self.play, "value"), (self.sliders["frame"], "value"))
+        return W.HBox([self.play, super()._layout_controls()])
 
     def _figure(self):
         fig = go.Figure()
@@ -94,27 +125,43 @@ class SampleEvolution(Explorer):
                           showlegend=False)
         return go.FigureWidget(fig)
 
-    def _trajectories(self, method, beta_max, t0):
+    def _variants(self):
+        return [{"method": "sde"}, {"method": "ode"}]
+
+    def _trajectories(self, method, beta_max, t0) -> _Trajectories:
+        """The saved states of the reverse process, memoised on its parameters."""
         cache_key = (method, float(beta_max), float(t0))
-        if cache_key != self._cache_key:
-            out = _evolve(self.score, self.target, jnp.asarray(beta_max, float),
-                          jnp.asarray(t0, float), self._key, self._n, method, self._steps,
-                          self._n_saves, self._grid, self._half)
-            self._traj = to_numpy(*out)
-            self._cache_key = cache_key
-        return self._traj
+        if cache_key in self._cache:
+            self._cache.move_to_end(cache_key)
+            return self._cache[cache_key]
+        out = _Trajectories(*to_numpy(*_evolve(
+            self.score, self.target, jnp.asarray(beta_max, float), jnp.asarray(t0, float),
+            self._key, self._n, method, self._steps, self._n_saves, self._grid, self._half,
+            self._drawn)))
+        if not np.isfinite(out.xs).all():
+            raise FloatingPointError(f"the {method} sampler diverged (non-finite particles)")
+        self._cache[cache_key] = out
+        while len(self._cache) > CACHED:
+            self._cache.popitem(last=False)
+        return out
 
-    def _render(self, v):
-        ts, xs, axis, dens = self._trajectories(v["method"], v["beta_max"], v["t0"])
+    def _compute(self, v) -> _Frame:
+        tr = self._trajectories(v["method"], v["beta_max"], v["t0"])
         k = int(v["frame"])
-        heat, paths, parts = self.fig.data
-        heat.x, heat.y, heat.z = axis, axis, dens[k]
-        seg = xs[: k + 1, : self._n_paths]  # (k+1, paths, 2)
+        seg = tr.xs[: k + 1, : self._n_paths]  # (k+1, paths, 2)
         sep = np.full((1, self._n_paths, 2), np.nan)
-        lines = np.concatenate([seg, sep]).transpose(1, 0, 2).reshape(-1, 2)
-        paths.x, paths.y = lines[:, 0], lines[:, 1]
-        parts.x, parts.y = xs[k, :, 0], xs[k, :, 1]
-        self.fig.layout.title = f"t = {ts[k]:.3f}  (frame {k}/{self._n_saves})"
+        paths = np.concatenate([seg, sep]).transpose(1, 0, 2).reshape(-1, 2)
+        title = f"t = {tr.ts[k]:.3f}  (frame {k}/{self._n_saves})"
+        return _Frame(title, tr.axis, tr.density[k], paths, tr.xs[k], self._n, self._drawn)
 
-    def _status_text(self):
-        return f"{self._n} particles, {self._steps} steps; trajectories cached for scrubbing"
+    def _draw(self, r: _Frame):
+        heat, paths, parts = self.fig.data
+        heat.x, heat.y, heat.z = r.axis, r.axis, r.density
+        paths.x, paths.y = r.paths[:, 0], r.paths[:, 1]
+        parts.x, parts.y = r.particles[:, 0], r.particles[:, 1]
+        self.fig.layout.title = r.title
+
+    def _status_text(self, r: _Frame):
+        drawn = f" ({r.drawn} drawn)" if r.drawn < r.n else ""
+        return (f"{r.n} particles{drawn}, {self._steps} steps; trajectories cached for "
+                "scrubbing")

@@ -1,5 +1,7 @@
 """`ScoreFieldExplorer`: a learned score field beside the exact one, and its error, at time t."""
 
+from typing import NamedTuple
+
 import equinox as eqx
 import ipywidgets as W
 import jax
@@ -11,38 +13,50 @@ from plotly.subplots import make_subplots
 
 import sgmteach as sg
 
-from .base import Explorer, to_numpy
+from .base import AbstractExplorer, to_numpy
 from .plots import arrow_segments
 
 __all__ = ["ScoreFieldExplorer"]
 
 
+
+
+# -- the widget ------------------------------------------------------------------------------
 @eqx.filter_jit
-def _fields(model, exact, sde, t, arrows, fine, probe_x0, probe_z):
-    m, s = sde.marginal_mean_std(t)
+def _fields(model, exact, t, arrows, fine):
+    _, s = exact.sde.marginal_mean_std(t)
     learned_a = jax.vmap(model, in_axes=(0, None))(arrows, t) * s
     exact_a = exact(arrows, t) * s
     learned_f = jax.vmap(model, in_axes=(0, None))(fine, t)
     err = s * jnp.linalg.norm(learned_f - exact(fine, t), axis=-1)
-    # p_t-weighted error E ||s_t (s_theta - grad log p_t)||^2 : the ESM integrand at this t
-    xt = m * probe_x0 + s * probe_z
-    d = jax.vmap(model, in_axes=(0, None))(xt, t) - exact(xt, t)
-    esm = jnp.mean(jnp.sum((s * d) ** 2, -1))
-    return learned_a, exact_a, err, esm, s
+    return learned_a, exact_a, err
 
 
-class ScoreFieldExplorer(Explorer):
+class _Fields(NamedTuple):
+    t: float
+    exact_segments: np.ndarray  # (3 arrows, 2), NaN-separated
+    learned_segments: np.ndarray
+    error: np.ndarray  # (grid, grid)
+    esm: float
+    esm_se: float
+
+
+class ScoreFieldExplorer(AbstractExplorer):
     r"""Learned score $s_\theta(x, t)$ against the exact $\nabla\log p_t(x)$, and their gap.
 
     Left: both fields on a grid as arrows scaled by $s_t$ (the noise scale, which keeps arrow
     lengths comparable across $t$): exact in black, learned in red. Right: the error
     $s_t\|s_\theta - \nabla\log p_t\|$. The status line prints the $p_t$-weighted error
     $\mathbb{E}_{p_t} s_t^2\|s_\theta - \nabla\log p_t\|^2$, the explicit score-matching loss
-    at $t$.
+    at $t$ (`sg.explicit_score_error`), with its standard error over the probe points.
 
     **Arguments (all optional):** `model` (score model `(x, t) -> s`, default an *untrained*
     `ScoreMLP`), `target` (2-D mixture, default `sg.ring()`), `sde` (default `model.sde` or
-    `VPSDE(0.1, 20)`), `key`, `grid_size` (arrows per side).
+    `VPSDE(0.1, 20)`), `key`, `grid_size` (arrows per side), `n_probe` (points the loss
+    averages over).
+
+    **Attributes:** `model`, `target`, `sde`, `probe_x0`, `probe_z` (the loss's points are
+    $m_t x_0 + s_t z$).
     """
 
     def __init__(self, model=None, target=None, sde=None, *, key=None, grid_size: int = 17,
@@ -65,8 +79,8 @@ class ScoreFieldExplorer(Explorer):
         f = np.linspace(-half, half, 60)
         self._fine_axis = f
         self._fine = np.stack(np.meshgrid(f, f), -1).reshape(-1, 2).astype(np.float32)
-        self._probe_x0 = self.target.sample(n_probe, key=xk)
-        self._probe_z = jr.normal(zk, self._probe_x0.shape)
+        self.probe_x0 = self.target.sample(n_probe, key=xk)
+        self.probe_z = jr.normal(zk, self.probe_x0.shape)
         super().__init__()
 
     def _controls(self):
@@ -87,21 +101,26 @@ class ScoreFieldExplorer(Explorer):
                           showlegend=False)
         return go.FigureWidget(fig)
 
-    def _render(self, v):
+    def _compute(self, v) -> _Fields:
         t = jnp.asarray(v["t"], float)
-        la, ea, err, esm, s = to_numpy(*_fields(self.model, self._exact, self.sde, t,
-                                                self._arrows, self._fine, self._probe_x0,
-                                                self._probe_z))
+        la, ea, err = to_numpy(*_fields(self.model, self._exact, t, self._arrows, self._fine))
+        esm, esm_se = to_numpy(*sg.explicit_score_error(self.model, self.target, self.sde, t,
+                                                     self.probe_x0, self.probe_z))
+        if not (np.isfinite(la).all() and np.isfinite(err).all() and np.isfinite(esm)):
+            raise FloatingPointError(f"the score is not finite at t = {float(v['t']):.3g}")
         scale = 0.9 * self._cell / max(float(np.linalg.norm(ea, axis=-1).max()), 1e-12)
-        ex, le, heat = self.fig.data
-        es, ls = arrow_segments(self._arrows, ea, scale), arrow_segments(self._arrows, la, scale)
-        ex.x, ex.y = es[:, 0], es[:, 1]
-        le.x, le.y = ls[:, 0], ls[:, 1]
-        heat.x = heat.y = self._fine_axis
-        heat.z = err.reshape(len(self._fine_axis), -1)
-        self.esm = float(esm)
+        return _Fields(float(v["t"]), arrow_segments(self._arrows, ea, scale),
+                       arrow_segments(self._arrows, la, scale),
+                       err.reshape(len(self._fine_axis), -1), float(esm), float(esm_se))
 
-    def _status_text(self):
+    def _draw(self, r: _Fields):
+        ex, le, heat = self.fig.data
+        ex.x, ex.y = r.exact_segments[:, 0], r.exact_segments[:, 1]
+        le.x, le.y = r.learned_segments[:, 0], r.learned_segments[:, 1]
+        heat.x = heat.y = self._fine_axis
+        heat.z = r.error
+
+    def _status_text(self, r: _Fields):
         note = "  (untrained model: pass model=...)" if self.untrained else ""
-        return (f"t = {self.sliders['t'].value:.3g}:  E_p_t s_t²‖s_θ − ∇log p_t‖² = "
-                f"{self.esm:.4f}{note}")
+        return (f"t = {r.t:.3g}:  E_p_t s_t²‖s_θ − ∇log p_t‖² = {r.esm:.4f} ± {r.esm_se:.4f} "
+                f"(s.e.){note}")

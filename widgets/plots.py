@@ -81,3 +81,25 @@ def vector_fields(points, panels, *, height: int = 360):
     fig.update_layout(height=height, width=max(330 * len(panels), 500),
                       margin=dict(l=20, r=20, t=40, b=20))
     return fig
+
+
+def trajectory_panels(panels, *, height: int = 380, width: int = 800):
+    """One row of particle paths; `panels`: `(title, paths)` pairs, `paths` of shape `(s, n, 2)`.
+
+    Each of the `n` particles is a thin line through its `s` snapshots (time along the first
+    axis, as `sg.trajectories` returns them); the last snapshot is a black dot.
+    """
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    for i, (_, paths) in enumerate(panels, start=1):
+        paths = np.asarray(paths)
+        for j in range(paths.shape[1]):
+            fig.add_trace(go.Scatter(x=paths[:, j, 0], y=paths[:, j, 1], mode="lines",
+                                     line=dict(width=1), showlegend=False), 1, i)
+        fig.add_trace(go.Scatter(x=paths[-1, :, 0], y=paths[-1, :, 1], mode="markers",
+                                 showlegend=False, marker=dict(color="black", size=5)), 1, i)
+        fig.update_yaxes(scaleanchor=f"x{i}" if i > 1 else "x", row=1, col=i)
+    fig.update_layout(height=height, width=width)
+    return fig
+
+
+__all__ += ["trajectory_panels"]

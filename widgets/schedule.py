@@ -1,16 +1,19 @@
 """`NoiseScheduleExplorer`: forward noising of a mixture, particles beside the exact density."""
 
+from typing import NamedTuple
+
 import equinox as eqx
 import ipywidgets as W
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 import sgmteach as sg
 
-from .base import Explorer, default_particles, to_numpy
+from .base import AbstractExplorer, default_particles, drawn_count, to_numpy
 
 __all__ = ["NoiseScheduleExplorer", "make_sde", "SDE_KINDS"]
 
@@ -40,10 +43,23 @@ def make_sde(kind: str, noise):
     raise ValueError(f"unknown SDE kind {kind!r}; choose one of {list(SDE_KINDS.values())}")
 
 
+class _Frame(NamedTuple):
+    t: float
+    m: float
+    s: float
+    particles: np.ndarray  # (drawn, 2): the display subsample of x_t
+    n: int  # particles computed
+    axis: np.ndarray
+    density: np.ndarray
+    ts: np.ndarray
+    curve_m: np.ndarray
+    curve_s: np.ndarray
+
+
 @eqx.filter_jit
-def _frame(sde, target, x0, z, t, ts, grid_size: int):
+def _frame(sde, target, x0, z, t, ts, grid_size: int, drawn: int):
     m, s = sde.marginal_mean_std(t)
-    xt = m * x0 + s * z
+    xt = m * x0[:drawn] + s * z[:drawn]
     radius = jnp.max(jnp.linalg.norm(target.means, axis=-1)) + 3 * jnp.sqrt(
         jnp.max(jnp.linalg.eigvalsh(target.covs)))
     half = m * radius + 3.5 * s
@@ -55,13 +71,18 @@ def _frame(sde, target, x0, z, t, ts, grid_size: int):
     return xt, axis, density, curve_m, curve_s, m, s
 
 
-class NoiseScheduleExplorer(Explorer):
+def _noise_label(kind: str) -> str:
+    return "σ_max" if kind == "ve" else "β_max"
+
+
+class NoiseScheduleExplorer(AbstractExplorer):
     r"""Forward SDE on a 2-D mixture: particles $x_t = m_t x_0 + s_t z$ over the exact $p_t$.
 
     Controls: the SDE (`sde`), its largest noise level `noise` ($\beta_{\max}$ for the VP kinds,
     $\sigma_{\max}$ for VE; the label follows the SDE) and the time `t`.
-    Particles keep their $x_0$ and $z$, so moving `t` moves the same cloud. The right panel
-    shows $m_t$ and $s_t$ over $[0, T]$ with the current time marked.
+    Particles keep their $x_0$ and $z$, so moving `t` moves the same cloud; at most
+    `MAX_DRAWN` of them are drawn. The right panel shows $m_t$ and $s_t$ over $[0, T]$ with
+    the current time marked.
 
     **Arguments (all optional):** `target` (a 2-D `GaussianMixture`, default `sg.ring()`),
     `n` (particles, default by backend), `key`, `grid_size` (density grid).
@@ -72,23 +93,25 @@ class NoiseScheduleExplorer(Explorer):
         if self.target.dim != 2:
             raise ValueError(f"target must be 2-D to plot, got d={self.target.dim}.")
         key = jr.key(0) if key is None else key
-        n = default_particles() if n is None else n
+        self.n = default_particles() if n is None else int(n)
         xk, zk = jr.split(key)
-        self._x0 = self.target.sample(n, key=xk)
+        self._x0 = self.target.sample(self.n, key=xk)
         self._z = jr.normal(zk, self._x0.shape)
         self._ts = jnp.linspace(0.0, 1.0, 101)
         self._grid_size = grid_size
         super().__init__()
-        for kind in SDE_KINDS.values():  # compile every SDE kind now, not on first use
-            self._compute(kind, 20.0, 0.5)
 
     def _controls(self):
         style = {"description_width": "initial"}
+        sde = W.Dropdown(options=list(SDE_KINDS.items()), value="vp-linear", description="SDE",
+                         style=style)
+        noise = W.FloatLogSlider(value=20.0, base=10, min=-0.3, max=1.7, step=0.01,
+                                 description=_noise_label(sde.value), style=style)
+        sde.observe(lambda change: setattr(noise, "description", _noise_label(change["new"])),
+                    names="value")
         return {
-            "sde": W.Dropdown(options=list(SDE_KINDS.items()), value="vp-linear",
-                              description="SDE", style=style),
-            "noise": W.FloatLogSlider(value=20.0, base=10, min=-0.3, max=1.7, step=0.01,
-                                      description="β_max", style=style),
+            "sde": sde,
+            "noise": noise,
             "t": W.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.01, description="t",
                                style=style),
         }
@@ -110,24 +133,27 @@ class NoiseScheduleExplorer(Explorer):
                           legend=dict(x=1.0, y=1.0))
         return go.FigureWidget(fig)
 
-    def _compute(self, kind, noise, t):
-        sde = make_sde(kind, noise)
-        t = jnp.asarray(t, float)
-        return to_numpy(*_frame(sde, self.target, self._x0, self._z, t, self._ts * sde.T,
-                                self._grid_size))
+    def _variants(self):
+        return [{"sde": kind} for kind in SDE_KINDS.values()]
 
-    def _render(self, v):
-        self.sliders["noise"].description = "σ_max" if v["sde"] == "ve" else "β_max"
-        xt, axis, density, cm, cs, m, s = self._compute(v["sde"], v["noise"], v["t"])
+    def _compute(self, v) -> _Frame:
+        sde = make_sde(v["sde"], v["noise"])
+        t = float(v["t"])
+        xt, axis, density, cm, cs, m, s = to_numpy(*_frame(
+            sde, self.target, self._x0, self._z, jnp.asarray(t, float), self._ts * sde.T,
+            self._grid_size, drawn_count(self.n)))
+        return _Frame(t, float(m), float(s), xt, self.n, axis, density, np.asarray(self._ts),
+                      cm, cs)
+
+    def _draw(self, r: _Frame):
         heat, parts, mline, sline, now = self.fig.data
-        heat.x, heat.y, heat.z = axis, axis, density
-        parts.x, parts.y = xt[:, 0], xt[:, 1]
-        ts = self._ts
-        mline.x, mline.y = ts, cm
-        sline.x, sline.y = ts, cs
-        now.x, now.y = [v["t"], v["t"]], [float(m), float(s)]
-        self._ms = (float(m), float(s))
+        heat.x, heat.y, heat.z = r.axis, r.axis, r.density
+        parts.x, parts.y = r.particles[:, 0], r.particles[:, 1]
+        mline.x, mline.y = r.ts, r.curve_m
+        sline.x, sline.y = r.ts, r.curve_s
+        now.x, now.y = [r.t, r.t], [r.m, r.s]
 
-    def _status_text(self):
-        m, s = self._ms
-        return f"t = {self.sliders['t'].value:.2f}:  m_t = {m:.4f},  s_t = {s:.4f}"
+    def _status_text(self, r: _Frame):
+        k = len(r.particles)
+        drawn = f";  {k} of {r.n} particles drawn" if k < r.n else ""
+        return f"t = {r.t:.2f}:  m_t = {r.m:.4f},  s_t = {r.s:.4f}{drawn}"

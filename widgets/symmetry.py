@@ -1,14 +1,17 @@
 """`SymmetryExplorer`: symmetry multiplies your data, measured with exact scores."""
 
+from typing import NamedTuple
+
 import ipywidgets as W
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 import sgmteach as sg
 
-from .base import Explorer, to_numpy
+from .base import AbstractExplorer, to_numpy
 
 __all__ = ["SymmetryExplorer"]
 
@@ -16,17 +19,27 @@ FIELDS = ("memorising  ∇log ρ_t[πᴺ]", "equivariant optimum  ∇log ρ_t[S_
           "naive average  S_G ∇log ρ_t[πᴺ]")
 
 
-class SymmetryExplorer(Explorer):
+class _Errors(NamedTuple):
+    errors: np.ndarray  # (3,), in the order of FIELDS
+    originals: np.ndarray  # (n, 2): the samples
+    copies: np.ndarray  # ((|G| - 1) n, 2): their images under the rest of the group
+
+
+class SymmetryExplorer(AbstractExplorer):
     r"""How much a symmetry is worth, with no training: exact scores from $n$ samples.
 
     Controls: the group order $m$ ($C_m$ rotations, $m$ dividing the target's symmetry), the
     number of samples $n$ and the time $t$. Left: the $n$ samples (red) and their orbit copies
     (grey), the symmetrised empirical measure $S_G\pi^n$. Right: the relative error of three
-    fields against the population score $\nabla\log p_t$. The claim to test: $(n, m)$ behaves
-    like $(nm, 1)$.
+    fields against the population score $\nabla\log p_t$, computed by
+    `sg.symmetry.symmetry_errors`. The claim to test: $(n, m)$ behaves like $(nm, 1)$.
 
     **Arguments (all optional):** `target` (default `sg.ring(8, 2.0, 0.3)`, invariant under
-    $C_8$), `orders` (group orders offered, each compiled once at construction), `max_n`, `key`.
+    $C_8$), `orders` (group orders offered, each compiled once at construction), `max_n`, `key`,
+    `n_probe` (points $x_t$ the errors average over).
+
+    **Attributes:** `data` (the `max_n` samples; the first `n` are used), `probe_x0`, `probe_z`
+    (the probe points are $m_t x_0 + s_t z$), `sde`.
     """
 
     def __init__(self, target=None, *, orders=(1, 2, 4, 8), max_n: int = 256, key=None,
@@ -40,14 +53,10 @@ class SymmetryExplorer(Explorer):
         self.sde = sg.VPSDE(0.1, 20.0)
         key = jr.key(0) if key is None else key
         dk, xk, zk = jr.split(key, 3)
-        self._data = self.target.sample(max_n, key=dk)
-        self._probe_x0 = self.target.sample(n_probe, key=xk)
-        self._probe_z = jr.normal(zk, self._probe_x0.shape)
+        self.data = self.target.sample(max_n, key=dk)
+        self.probe_x0 = self.target.sample(n_probe, key=xk)
+        self.probe_z = jr.normal(zk, self.probe_x0.shape)
         super().__init__()
-        current = self.sliders["order"].value
-        for m in self._orders:  # compile every group order now, never on a move
-            if m != current:
-                self._compute(m, 32, 0.1)
 
     def _controls(self):
         style = {"description_width": "initial"}
@@ -77,26 +86,26 @@ class SymmetryExplorer(Explorer):
                           margin=dict(l=40, r=20, t=50, b=40))
         return go.FigureWidget(fig)
 
-    def _compute(self, m, n, t):
-        if m not in self._groups:
-            raise ValueError(f"group order must be one of {self._orders}, got {m}")
-        errs, orbit = sg.symmetry.symmetry_errors(
-            self.target, self.sde, self._groups[m], self._data, jnp.asarray(n, self._data.dtype),
-            jnp.asarray(t, float), self._probe_x0, self._probe_z)
-        return to_numpy(errs, orbit)
+    def _variants(self):
+        return [{"order": m} for m in self._orders]
 
-    def _render(self, v):
+    def _compute(self, v) -> _Errors:
         m, n = int(v["order"]), int(v["n"])
-        errs, orbit = self._compute(m, n, v["t"])
-        blocks = orbit.reshape(m, self._max_n, 2)[:, :n]
-        copies, originals = blocks[1:].reshape(-1, 2), blocks[0]
-        cp, og, bars = self.fig.data
-        cp.x, cp.y = copies[:, 0], copies[:, 1]
-        og.x, og.y = originals[:, 0], originals[:, 1]
-        bars.y = errs
-        self._errs = errs
+        errs, orbit = to_numpy(*sg.symmetry.symmetry_errors(
+            self.target, self.sde, self._groups[m], self.data, jnp.asarray(n, self.data.dtype),
+            jnp.asarray(v["t"], float), self.probe_x0, self.probe_z))
+        if not np.isfinite(errs).all():
+            raise FloatingPointError(f"the errors are not finite at t = {v['t']:.3g}")
+        blocks = orbit.reshape(m, self._max_n, 2)[:, :n]  # group-major: block 0 is the data
+        return _Errors(errs, blocks[0], blocks[1:].reshape(-1, 2))
 
-    def _status_text(self):
-        e = self._errs
+    def _draw(self, r: _Errors):
+        cp, og, bars = self.fig.data
+        cp.x, cp.y = r.copies[:, 0], r.copies[:, 1]
+        og.x, og.y = r.originals[:, 0], r.originals[:, 1]
+        bars.y = r.errors
+
+    def _status_text(self, r: _Errors):
+        e = r.errors
         return (f"relative error: memorising {e[0]:.3f}, equivariant optimum {e[1]:.3f}, "
                 f"naive average {e[2]:.3f}")
