@@ -37,9 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_NOTEBOOKS = ("tutorials/01_noising_and_denoising.ipynb",)
 
+# No --disable-gpu: a learner's browser has WebGL, and the particle plots use it (Scattergl).
+# Headless, with no GPU here, Chromium renders WebGL in software through SwiftShader.
 CHROMIUM_ARGS = [
     "--no-sandbox",
-    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
     "--disable-dev-shm-usage",
     "--disable-background-networking",
     "--disable-component-update",
