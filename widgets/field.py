@@ -14,14 +14,19 @@ from plotly.subplots import make_subplots
 import sgmteach as sg
 
 from .base import AbstractExplorer, to_numpy
-from .plots import arrow_segments
 
 __all__ = ["ScoreFieldExplorer"]
 
+# The error map's colour range, fixed for every t (s_t times the score error, in units of the
+# noise scale): 0 is exact, 1 is an error as large as the exact field's typical size.
+ERROR_MAX = 1.5
+# The map is masked where p_t is below this fraction of its maximum: there are no data there,
+# and the loss does not see the error.
+DENSITY_MASK = 1e-2
+HEAD = 0.3  # arrow-head length, as a fraction of the arrow
+HEAD_ANGLE = np.deg2rad(25.0)
 
 
-
-# -- the widget ------------------------------------------------------------------------------
 @eqx.filter_jit
 def _fields(model, exact, t, arrows, fine):
     _, s = exact.sde.marginal_mean_std(t)
@@ -29,14 +34,37 @@ def _fields(model, exact, t, arrows, fine):
     exact_a = exact(arrows, t) * s
     learned_f = jax.vmap(model, in_axes=(0, None))(fine, t)
     err = s * jnp.linalg.norm(learned_f - exact(fine, t), axis=-1)
-    return learned_a, exact_a, err
+    pt = exact.target.diffuse(exact.sde, t)
+    dens = jnp.exp(pt.log_prob(fine))
+    modes = pt.means
+    return learned_a, exact_a, err, dens, modes
+
+
+def _arrows(points, vectors, scale, longest):
+    """Arrows with heads, NaN-separated for one trace: a shaft and two head strokes each.
+
+    Vectors are multiplied by `scale`, then any arrow longer than `longest` is shortened to it
+    (direction kept), so a few large arrows far from the data do not shrink all the others.
+    """
+    points, vectors = np.asarray(points), np.asarray(vectors) * scale
+    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    vectors = vectors * np.minimum(1.0, longest / np.maximum(norm, 1e-12))
+    tips = points + vectors
+    c, s = np.cos(HEAD_ANGLE), np.sin(HEAD_ANGLE)
+    back = -HEAD * vectors
+    left = tips + np.stack([c * back[:, 0] - s * back[:, 1], s * back[:, 0] + c * back[:, 1]], -1)
+    right = tips + np.stack([c * back[:, 0] + s * back[:, 1], -s * back[:, 0] + c * back[:, 1]],
+                            -1)
+    sep = np.full_like(points, np.nan)
+    return np.stack([points, tips, sep, left, tips, right, sep], 1).reshape(-1, 2)
 
 
 class _Fields(NamedTuple):
     t: float
-    exact_segments: np.ndarray  # (3 arrows, 2), NaN-separated
+    exact_segments: np.ndarray  # arrows, NaN-separated
     learned_segments: np.ndarray
-    error: np.ndarray  # (grid, grid)
+    error: np.ndarray  # (grid, grid), NaN where p_t is negligible
+    modes: np.ndarray  # (k, 2): the means of p_t's components
     esm: float
     esm_se: float
 
@@ -45,8 +73,11 @@ class ScoreFieldExplorer(AbstractExplorer):
     r"""Learned score $s_\theta(x, t)$ against the exact $\nabla\log p_t(x)$, and their gap.
 
     Left: both fields on a grid as arrows scaled by $s_t$ (the noise scale, which keeps arrow
-    lengths comparable across $t$): exact in black, learned in red. Right: the error
-    $s_t\|s_\theta - \nabla\log p_t\|$. The status line prints the $p_t$-weighted error
+    lengths comparable across $t$): exact in black, learned in red, drawn side by side (the
+    learned arrow starts a little to the right of the exact one), and the modes of $p_t$
+    (crosses). Right: the error $s_t\|s_\theta - \nabla\log p_t\|$ where the data are
+    ($p_t$ above 1% of its maximum; blank elsewhere, where the loss does not look), on one
+    colour range for every $t$. The status line prints the $p_t$-weighted error
     $\mathbb{E}_{p_t} s_t^2\|s_\theta - \nabla\log p_t\|^2$, the explicit score-matching loss
     at $t$ (`sg.explicit_score_error`), with its standard error over the probe points.
 
@@ -88,37 +119,48 @@ class ScoreFieldExplorer(AbstractExplorer):
                                       description="t")}
 
     def _figure(self):
-        fig = make_subplots(rows=1, cols=2, subplot_titles=(
-            "s_t × score: exact (black), learned (red)", "error s_t‖s_θ − ∇log p_t‖"))
-        fig.add_trace(go.Scatter(mode="lines", name="exact", line=dict(color="black", width=1)),
-                      1, 1)
-        fig.add_trace(go.Scatter(mode="lines", name="learned", line=dict(color="#d62728",
-                                                                         width=1)), 1, 1)
-        fig.add_trace(go.Heatmap(colorscale="Reds", colorbar=dict(len=0.8)), 1, 2)
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+            "s_t × score: exact (black), learned (red)",
+            "error s_t‖s_θ − ∇log p_t‖ where p_t > 1% of its max"))
+        fig.add_trace(go.Scatter(mode="lines", name="exact s_t ∇log p_t",
+                                 line=dict(color="black", width=1)), 1, 1)
+        fig.add_trace(go.Scatter(mode="lines", name="learned s_t s_θ",
+                                 line=dict(color="#d62728", width=1)), 1, 1)
+        fig.add_trace(go.Heatmap(name="error", colorscale="Reds", zmin=0.0, zmax=ERROR_MAX,
+                                 colorbar=dict(len=0.8, title=dict(text="error"))), 1, 2)
+        for col in (1, 2):
+            fig.add_trace(go.Scatter(mode="markers", name="modes of p_t", showlegend=col == 1,
+                                     marker=dict(symbol="x", size=8, color="#1f77b4")), 1, col)
         fig.update_yaxes(scaleanchor="x", row=1, col=1)
         fig.update_yaxes(scaleanchor="x2", row=1, col=2)
-        fig.update_layout(height=430, width=900, margin=dict(l=40, r=20, t=50, b=40),
-                          showlegend=False)
+        fig.update_layout(height=430, width=960, margin=dict(l=40, r=20, t=50, b=40),
+                          legend=dict(orientation="h", y=-0.12), showlegend=True)
         return go.FigureWidget(fig)
 
     def _compute(self, v) -> _Fields:
         t = jnp.asarray(v["t"], float)
-        la, ea, err = to_numpy(*_fields(self.model, self._exact, t, self._arrows, self._fine))
+        la, ea, err, dens, modes = to_numpy(*_fields(self.model, self._exact, t, self._arrows,
+                                                     self._fine))
         esm, esm_se = to_numpy(*sg.explicit_score_error(self.model, self.target, self.sde, t,
                                                      self.probe_x0, self.probe_z))
         if not (np.isfinite(la).all() and np.isfinite(err).all() and np.isfinite(esm)):
             raise FloatingPointError(f"the score is not finite at t = {float(v['t']):.3g}")
-        scale = 0.9 * self._cell / max(float(np.linalg.norm(ea, axis=-1).max()), 1e-12)
-        return _Fields(float(v["t"]), arrow_segments(self._arrows, ea, scale),
-                       arrow_segments(self._arrows, la, scale),
-                       err.reshape(len(self._fine_axis), -1), float(esm), float(esm_se))
+        # The median exact arrow is 0.6 of a grid cell; none is drawn longer than one cell.
+        scale = 0.6 * self._cell / max(float(np.median(np.linalg.norm(ea, axis=-1))), 1e-12)
+        shift = np.array([0.2 * self._cell, 0.0], np.float32)  # learned beside exact
+        err = np.where(dens >= DENSITY_MASK * dens.max(), err, np.nan)
+        return _Fields(float(v["t"]), _arrows(self._arrows, ea, scale, self._cell),
+                       _arrows(self._arrows + shift, la, scale, self._cell),
+                       err.reshape(len(self._fine_axis), -1), modes, float(esm), float(esm_se))
 
     def _draw(self, r: _Fields):
-        ex, le, heat = self.fig.data
+        ex, le, heat, modes_l, modes_r = self.fig.data
         ex.x, ex.y = r.exact_segments[:, 0], r.exact_segments[:, 1]
         le.x, le.y = r.learned_segments[:, 0], r.learned_segments[:, 1]
         heat.x = heat.y = self._fine_axis
         heat.z = r.error
+        for m in (modes_l, modes_r):
+            m.x, m.y = r.modes[:, 0], r.modes[:, 1]
 
     def _status_text(self, r: _Fields):
         note = "  (untrained model: pass model=...)" if self.untrained else ""
