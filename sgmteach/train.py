@@ -12,6 +12,7 @@ $\text{decay}^k$: 37% after 100 steps at decay 0.99). `benchmarks/train_to_quali
 how fast this recipe reaches a given sample quality.
 """
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -76,8 +77,19 @@ class _DSMStep(eqx.Module):
         return _State(params, ema, opt_state, ema_state), loss
 
 
+@functools.lru_cache(maxsize=32)
+def _ema(decay: float) -> optax.GradientTransformation:
+    return optax.ema(decay, debias=True)
+
+
+@functools.lru_cache(maxsize=32)
 def default_optimizer(steps: int, lr: float = 1e-2, warmup: int | None = None):
-    """Adam with linear warm-up and cosine decay to 5% of `lr`, gradients clipped at norm 1."""
+    """Adam with linear warm-up and cosine decay to 5% of `lr`, gradients clipped at norm 1.
+
+    Cached: the same arguments return the same object, so a second `train` run with the same
+    configuration reuses the compiled training chunk (an Optax transformation is a pair of
+    functions, compared by identity).
+    """
     warmup = min(max(steps // 20, 1), 200) if warmup is None else warmup
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup, max(steps, warmup + 1), end_value=0.05 * lr
@@ -153,8 +165,8 @@ def train(
     if not 0 <= ema_decay < 1:
         raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}.")
 
-    optimizer = default_optimizer(steps, lr) if optimizer is None else optimizer
-    ema = optax.ema(float(ema_decay), debias=True)
+    optimizer = default_optimizer(steps, float(lr)) if optimizer is None else optimizer
+    ema = _ema(float(ema_decay))
     # Only what `count_params` counts is optimised: a ScoreMLP's time embedding and SDE stay
     # out of the optimiser state and the EMA (`nets.trainable`).
     params, static = eqx.partition(model, trainable(model))

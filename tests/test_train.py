@@ -9,7 +9,7 @@ import jax.random as jr
 import numpy as np
 import optax
 import pytest
-from helpers import C_SE, assert_mc_close, mean_se
+from helpers import C_SE, assert_mc_close, count_compiles, mean_se
 
 from sgmteach import VPSDE, ScoreMLP, dsm_floor, dsm_loss, ring, train
 
@@ -199,3 +199,18 @@ def test_bad_training_input(data, kwargs, match):
     kwargs = {"steps": 2, "batch_size": 4, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=match):
         train(_tiny(), VPSDE(0.1, 20.0), data, key=jr.key(0), **kwargs)
+
+
+def test_a_second_run_with_the_same_configuration_compiles_nothing():
+    # The optimiser and the EMA are cached Optax objects, so the jitted chunk is found again;
+    # tutorials that train several models of one shape pay one compilation.
+    sde, data = VPSDE(0.1, 20.0), jnp.ones((64, 2))
+    common = dict(steps=30, batch_size=16, chunk_size=10, progress=False)
+    train(_tiny(), sde, data, key=jr.key(0), **common)
+    with count_compiles("_run_chunk") as compiles:
+        train(ScoreMLP(2, 4, 1, key=jr.key(5), embed_size=2), sde, data + 1.0, key=jr.key(1),
+              **common)
+    assert compiles == []
+    with count_compiles("_run_chunk") as compiles:  # positive control: a new batch size
+        train(_tiny(), sde, data, key=jr.key(2), **{**common, "batch_size": 8})
+    assert len(compiles) == 1
