@@ -1,4 +1,4 @@
-r"""Reverse-SDE sampling: a fused `lax.scan` against Diffrax and a PyTorch eager loop.
+r"""Reverse-SDE sampling: sgmteach's two backends, a Diffrax variant and a PyTorch eager loop.
 
 One job, two scores: 4000 particles carried by Euler–Maruyama over 500 steps from $T = 1$ to
 $t_0 = 10^{-3}$ under `VPSDE(0.1, 20.0)`, with
@@ -7,26 +7,32 @@ $t_0 = 10^{-3}$ under `VPSDE(0.1, 20.0)`, with
 - a `ScoreMLP(2, 128, 3)` at its random initial weights (score-dominated: what a learned model
   costs; its weights do not change the cost).
 
-Samplers: `sgmteach.sample(..., method="sde")` with `backend="scan"` (a fused Euler–Maruyama
-`lax.scan`) and with `backend="diffrax"` (`diffeqsolve` with `Euler`, `UnsafeBrownianPath`,
-`ForwardMode`); the same Diffrax solve with a `VirtualBrownianTree`; and, for the MLP, a PyTorch
-eager Euler–Maruyama loop with the same weights (`torch.no_grad`, default threads). The table
-marks whichever backend `sample` uses by default. Every JAX sampler is compiled before timing,
-and each timed call ends with `block_until_ready`. The configurations run in turn, `REPEATS`
-times, and the table reports medians, so that load from other processes falls on all of them.
-Where `jax.default_backend() == "gpu"`, the JAX samplers also run 10^6 particles.
+Samplers: `sgmteach.sample(..., method="sde")` with `backend="diffrax"` (the default:
+`diffeqsolve` with `Euler`, `UnsafeBrownianPath`, `ForwardMode`) and with `backend="scan"` (a
+fused Euler–Maruyama `lax.scan`); the same Diffrax solve with a `VirtualBrownianTree`; and, for
+the MLP, a PyTorch eager Euler–Maruyama loop with the same weights (`benchmarks/_torch.py`,
+`torch.no_grad`): on the GPU when JAX runs on one, else on the CPU with one thread and with its
+default thread count, both timed (under load the default is many times slower). The table
+marks whichever backend `sample` uses by default. Every sampler runs once before timing (JAX's
+compilation excluded), and each timed JAX call ends with `block_until_ready`. The
+configurations run in turn, `REPEATS` times, and the table reports medians, so that load from
+other processes falls on all of them. Where `jax.default_backend() == "gpu"`, the JAX samplers
+also run 10^6 particles.
 
-The last line is `speedup_vs_diffrax_sde=<x>`: the median time of the fastest Diffrax
-configuration divided by that of the fused scan, on the MLP job (above 1: the scan is faster).
-Within about 10% (0.9-1.1) the two cost the same; `sgmteach/sample.py` says which is the default
-and why.
+The last line is `diffrax_cost_vs_scan=<x>`: the median time of the fastest Diffrax
+configuration divided by that of the fused scan, on the MLP job. Both sides are sgmteach: the
+number says what choosing Diffrax for the default costs against the hand-fused scan (1: the
+same; above 1: Diffrax is slower; below 1: faster). Within about 10% (0.9-1.1) the two cost the
+same; `sgmteach/sample.py` says which is the default and why.
+
+`--quick` (or `BENCH_QUICK=1`): 1000 particles x 100 steps, 3 repeats, to check the script runs.
 
 Run: `.venv/bin/python benchmarks/sampling.py` (or `make bench`).
 """
 
 import inspect
-import math
 import os
+import sys
 import time
 
 import equinox as eqx
@@ -34,14 +40,15 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import torch
+from _torch import TorchScoreMLP, euler_maruyama, thread_counts, torch_device, with_threads
 
 import sgmteach as sg
 from sgmteach.sample import _diffrax_sde
 
-N, STEPS, T0 = 4000, 500, 1e-3
+QUICK = "--quick" in sys.argv[1:] or os.environ.get("BENCH_QUICK") == "1"
+N, STEPS, REPEATS = (1000, 100, 3) if QUICK else (4000, 500, 7)
+T0 = 1e-3
 N_GPU = 1_000_000
-REPEATS = 7
 SEED = 0
 
 
@@ -68,51 +75,6 @@ def jax_samplers(score, sde, n):
         UNSAFE: lambda key: sg.sample(score, sde, n, 2, key=key, steps=STEPS, backend="diffrax"),
         TREE: lambda key: _diffrax_sample(score, sde, key, t0, n, "tree"),
     }
-
-
-class TorchScoreMLP(torch.nn.Module):
-    """The same network as `sgmteach.ScoreMLP(2, 128, 3, sde=VPSDE(0.1, 20))`, in PyTorch."""
-
-    def __init__(self, model: sg.ScoreMLP, sde: sg.VPSDE):
-        super().__init__()
-        self.beta_min, self.beta_max = float(sde.beta_min), float(sde.beta_max)
-        self.register_buffer("freqs", torch.tensor(np.asarray(model.embed.freqs)))
-        layers = []
-        for i, lin in enumerate(model.mlp.layers):
-            t_lin = torch.nn.Linear(lin.in_features, lin.out_features)
-            t_lin.weight.data = torch.tensor(np.asarray(lin.weight))
-            t_lin.bias.data = torch.tensor(np.asarray(lin.bias))
-            layers.append(t_lin)
-            if i < len(model.mlp.layers) - 1:
-                layers.append(torch.nn.SiLU())
-        self.net = torch.nn.Sequential(*layers)
-
-    def beta(self, t):
-        return self.beta_min + (self.beta_max - self.beta_min) * t
-
-    def std(self, t):
-        B = self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-        return torch.sqrt(-torch.expm1(-B))
-
-    def forward(self, x, t):
-        a = 2 * math.pi * self.freqs * t
-        emb = torch.cat([torch.sin(a), torch.cos(a)]).expand(x.shape[0], -1)
-        return -self.net(torch.cat([x, emb], -1)) / self.std(t)
-
-
-@torch.no_grad()
-def torch_em(net: TorchScoreMLP, n: int, seed: int):
-    """Euler–Maruyama for the reverse VP SDE, written as a PyTorch tutorial would."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 2, generator=gen)
-    dt = (1.0 - T0) / STEPS
-    for i in range(STEPS):
-        t = torch.tensor(1.0 - i * dt)
-        beta = net.beta(t)
-        drift = -0.5 * beta * x
-        x = x + (beta * net(x, t) - drift) * dt
-        x = x + torch.sqrt(beta * dt) * torch.randn(n, 2, generator=gen)
-    return x
 
 
 def time_interleaved(fns: dict, repeats: int) -> dict:
@@ -142,30 +104,26 @@ def table(title: str, medians: dict) -> None:
 
 def main() -> None:
     load = os.getloadavg()[0]
-    print(
-        f"JAX {jax.__version__} on {jax.default_backend()}, PyTorch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs, load average {load:.1f}"
-    )
-    print(f"reverse VP SDE, Euler–Maruyama, {N} particles x {STEPS} steps, median of {REPEATS}")
     sde = sg.VPSDE(0.1, 20.0)
     exact = sg.ExactScore(sg.ring(8, 4.0, 0.3), sde)
     mlp = sg.ScoreMLP(2, 128, 3, key=jr.key(SEED), sde=sde)
-    net = TorchScoreMLP(mlp, sde)
-    x, t = jr.normal(jr.key(SEED + 2), (64, 2)), jnp.asarray(0.3)
-    with torch.no_grad():
-        gap = np.abs(net(torch.tensor(np.asarray(x)), torch.tensor(0.3)).numpy()
-                     - np.asarray(jax.vmap(mlp, in_axes=(0, None))(x, t))).max()
-    if gap > 1e-4:
-        raise RuntimeError(f"the PyTorch copy of the MLP differs from sgmteach's by {gap:.2e}")
+    net = TorchScoreMLP(mlp, device=torch_device())  # checks the copied weights
+    print(f"JAX {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPUs, "
+          f"load average {load:.1f}" + (" (--quick: sizes reduced)" if QUICK else ""))
+    print(f"reverse VP SDE, Euler–Maruyama, {N} particles x {STEPS} steps, median of {REPEATS}")
     diffrax_names = [UNSAFE, TREE]
 
     results = {}
     for label, score in (("exact score", exact), ("ScoreMLP(2, 128, 3)", mlp)):
         fns = jax_samplers(score, sde, N)
         if score is mlp:
-            fns["PyTorch eager Euler–Maruyama"] = lambda key: torch_em(
-                net, N, int(jr.randint(key, (), 0, 2**30))
-            )
+            torch_em = lambda key: euler_maruyama(net, N, steps=STEPS, t0=T0,
+                                                  seed=int(jr.randint(key, (), 0, 2**30)))
+            if net.freqs.device.type == "cpu":  # 1 thread and the default, both timed
+                for k in thread_counts():
+                    fns[f"PyTorch eager Euler–Maruyama, {k} thread(s)"] = with_threads(k, torch_em)
+            else:
+                fns[f"PyTorch eager Euler–Maruyama ({net.freqs.device.type})"] = torch_em
         warm_up(fns)
         results[label] = time_interleaved(fns, REPEATS)
         table(f"{label}, {N} particles", results[label])
@@ -181,10 +139,14 @@ def main() -> None:
     print(f"\nload average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for label, med in results.items():
         fastest = min(diffrax_names, key=med.get)
-        print(f"{label}: fastest Diffrax = {fastest}, {med[fastest] / med[SCAN]:.2f}x the scan")
+        print(f"{label}: fastest Diffrax = {fastest}, {med[fastest] / med[SCAN]:.2f}x the "
+              "scan's time")
     mlp_med = results["ScoreMLP(2, 128, 3)"]
+    torch_best = min((k for k in mlp_med if k.startswith("PyTorch")), key=mlp_med.get)
+    print(f"fastest PyTorch = {torch_best}, {mlp_med[torch_best] / mlp_med[SCAN]:.2f}x the "
+          "scan's time")
     fastest = min(diffrax_names, key=mlp_med.get)
-    print(f"speedup_vs_diffrax_sde={mlp_med[fastest] / mlp_med[SCAN]:.2f}")
+    print(f"diffrax_cost_vs_scan={mlp_med[fastest] / mlp_med[SCAN]:.2f}")
 
 
 if __name__ == "__main__":
