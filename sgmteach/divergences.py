@@ -389,7 +389,10 @@ def expected_mmd2(
     in closed form for mixtures: $(A_g - I)X$ and $X - X'$ are Gaussian per component. The ratio
     of the `group` and `group=None` values is the "gain ratio" $r \in [0, 1]$; two independent
     symmetrised samples have $\mathbb{E}\,\mathrm{MMD}^2(S_GP_n, S_GP'_n)$ twice this.
-    `target` must be $G$-invariant (not checked).
+
+    **Raises:** `ValueError` when `target` is not $G$-invariant (its log-density at 64 of its
+    own draws changes by more than 1e-3 under some element of the group), a size or bandwidth
+    that is not positive; `TypeError` for a target that is not a `GaussianMixture`.
     """
     if not isinstance(target, GaussianMixture):
         raise TypeError(f"target must be a GaussianMixture, got {type(target).__name__}.")
@@ -400,6 +403,13 @@ def expected_mmd2(
         raise ValueError(f"bandwidth must be > 0, got {bandwidth}.")
     w, mu, cov = (np.asarray(a, np.float64) for a in (target.weights, target.means, target.covs))
     _check_group(group, mu.shape[1])
+    if group is not None:
+        probe = target.sample(64, key=jr.key(0))
+        moved = target.log_prob(group.orbit(probe))  # (g, 64)
+        defect = float(jnp.max(jnp.abs(moved - target.log_prob(probe)[None])))
+        if defect > 1e-3:
+            raise ValueError(f"target must be invariant under the group: its log-density "
+                             f"moves by {defect:.3g} under some element (symmetrize it first).")
     eye = np.eye(mu.shape[1])[None]
     a = eye if group is None else np.asarray(group.matrices, np.float64)  # (g, d, d)
     b = a - np.eye(mu.shape[1])[None]  # (A_g - I)

@@ -220,3 +220,10 @@ def test_bad_types_are_rejected(samples):
         expected_mmd2(x, 10)
     with pytest.raises(TypeError, match="group"):
         mmd2(x, y, group="C8")
+
+
+def test_expected_mmd2_refuses_a_target_the_group_does_not_leave_invariant():
+    with pytest.raises(ValueError, match="invariant under the group"):
+        expected_mmd2(ring(3, radius=2.0, std=0.3), 16, group=CyclicGroup(4))
+    # control: the 8-ring is C4-invariant
+    assert expected_mmd2(ring(8, radius=2.0, std=0.3), 16, group=CyclicGroup(4)) > 0
