@@ -79,6 +79,16 @@ FIGURE_DATA_JS = r"""
 }))
 """
 
+# A cheap fingerprint of what is drawn: the first points of every trace (read while Play runs).
+FINGERPRINT_JS = r"""
+(el) => (el.data || []).map(t => {
+  const head = v => v == null ? '' : Array.from(v).slice(0, 6).map(Number).join(',');
+  return head(t.x) + '|' + head(t.y);
+}).join(';')
+"""
+PLAY_FRAMES_MIN = 5  # distinct drawn frames while Play runs (a 40-frame run at 120 ms a frame)
+PLAY_WATCH_MS = 10_000
+
 DATA_CHANGED_JS = "([el, before]) => (FIGURE_DATA)(el) !== before".replace(
     "FIGURE_DATA", FIGURE_DATA_JS.strip()
 )
@@ -223,6 +233,37 @@ def test_tutorial_runs_and_first_explorer_reacts(notebook: Path, jupyter_server,
     page.locator(IDLE_STATUS, has_text="| Idle").first.wait_for(timeout=UPDATE_TIMEOUT_MS)
     _wait_until_stable(page, plot)
     after_png = _save_screenshot(explorer, notebook, "after")
+
+    # -- Play animates: an explorer with a play button draws frame after frame -------------
+    player = page.locator(OUTPUT).filter(has=page.locator(".widget-play")).filter(
+        has=page.locator(PLOT)).first
+    if player.count():
+        player.scroll_into_view_if_needed()
+        anim = player.locator(PLOT).first
+        anim.locator(".main-svg").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        page.locator(IDLE_STATUS, has_text="| Idle").first.wait_for(timeout=UPDATE_TIMEOUT_MS)
+        t3 = time.monotonic()
+        player.locator(".widget-play button").first.click()
+        seen = []
+        deadline = time.monotonic() + PLAY_WATCH_MS / 1000
+        while time.monotonic() < deadline:
+            print_ = anim.evaluate(FINGERPRINT_JS)
+            if not seen or seen[-1] != print_:
+                seen.append(print_)
+            page.wait_for_timeout(100)
+        distinct = len(set(seen))
+        timings["play"] = time.monotonic() - t3
+        print(f"\nplay: {distinct} distinct frames drawn")
+        # A smoke check that Play animates. It does not by itself tell the old bug (the
+        # frame control debounced) from the fix on a loaded machine: measured 14 distinct
+        # frames with the debounce put back, 21 without (2026-12, 2-core CPU). That the frame
+        # control redraws at once is tests/test_widgets.py's debounce test.
+        assert distinct >= PLAY_FRAMES_MIN, (
+            f"Play drew {distinct} distinct frames in {PLAY_WATCH_MS / 1000:.0f} s; "
+            f"expected at least {PLAY_FRAMES_MIN}")
+        warnings = [t for t in _labels(player) if "⚠" in t]
+        assert not warnings, f"the animated explorer reported an error: {warnings}"
+        _save_screenshot(player, notebook, "play")
 
     timings["total"] = time.monotonic() - t0
     print(
