@@ -15,6 +15,15 @@ from .base import AbstractExplorer
 __all__ = ["BoundExplorer", "power_law"]
 
 
+# Slider labels are words, not Python names; other parameters get their name with spaces.
+LABELS = {"c": "constant C", "rate": "rate (slope)",
+          "group_order": "|G| (sample multiplier)"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " "))
+
+
 def power_law(n, c=1.0, rate=0.5):
     r"""$c\,n^{-\text{rate}}$."""
     return c * np.asarray(n, float) ** (-rate)
@@ -71,16 +80,17 @@ class BoundExplorer(AbstractExplorer):
         super().__init__()
 
     def _controls(self):
-        out = {}
+        out, style = {}, {"description_width": "initial"}
         for name, (lo, hi, value) in self._params.items():
             if not lo < hi or not lo <= value <= hi:
                 raise ValueError(f"param {name!r} needs min < max and value in range.")
             if lo > 0 and hi / lo > 20:
                 out[name] = W.FloatLogSlider(value=value, base=10, min=np.log10(lo),
-                                             max=np.log10(hi), step=0.01, description=name)
+                                             max=np.log10(hi), step=0.01,
+                                             description=_label(name), style=style)
             else:
                 out[name] = W.FloatSlider(value=value, min=lo, max=hi, step=(hi - lo) / 200,
-                                          description=name)
+                                          description=_label(name), style=style)
         return out
 
     def _figure(self):
