@@ -394,3 +394,15 @@ def test_many_particles_draw_a_subsample():
 def test_particle_count_follows_backend():
     expected = 2000 if jax.default_backend() == "cpu" else 200_000
     assert widgets.default_particles() == expected
+
+
+def test_particle_panels_fit_the_column_and_markers_follow_the_count():
+    from sgmteach.widgets.plots import MAX_WIDTH, particles_grid
+
+    target = sg.ring()
+    few, many = target.sample(32, key=jr.key(0)), target.sample(3000, key=jr.key(1))
+    fig = particles_grid([(f"p{i}", x, target) for i, x in enumerate((few, many, few, many))])
+    assert fig.layout.width <= MAX_WIDTH
+    small, large = [t.marker for t in fig.data if t.type == "scattergl"][:2]
+    assert small.size > large.size and small.opacity > large.opacity
+    assert all(t.name for t in fig.data if t.type == "scattergl")

@@ -5,7 +5,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["particles_grid", "density_grid", "curves", "arrow_segments", "vector_fields"]
+__all__ = ["particles_grid", "marker_style", "density_grid", "curves", "arrow_segments",
+           "vector_fields"]
 
 
 def density_grid(mixture, half: float, size: int = 80):
@@ -15,11 +16,25 @@ def density_grid(mixture, half: float, size: int = 80):
     return axis, np.asarray(jnp.exp(mixture.log_prob(pts)))
 
 
+MAX_WIDTH = 1000  # a JupyterLab notebook column with the file browser open
+
+
+def marker_style(n: int) -> dict:
+    """Marker size and opacity for `n` points: small and faint for thousands, larger and
+    opaque (with a white edge, to stand out on a dark density) for a few dozen."""
+    f = float(np.sqrt(2000 / max(int(n), 1)))
+    size = float(np.clip(2.5 * f, 2.5, 9.0))
+    opacity = float(np.clip(0.5 * f, 0.5, 0.95))
+    edge = dict(width=1, color="white") if n <= 200 else dict(width=0)
+    return dict(size=size, opacity=opacity, line=edge)
+
+
 def particles_grid(panels, *, half: float = 6.0, max_points: int = 3000, height: int = 330,
                    title: str | None = None):
     """One row of panels, each particles over an optional exact density.
 
-    `panels`: list of `(title, particles (n, 2) or None, mixture or None)`.
+    `panels`: list of `(title, particles (n, 2) or None, mixture or None)`. The row fits a
+    1000 px column; markers grow with fewer points (`marker_style`).
     """
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
                         horizontal_spacing=0.03)
@@ -31,13 +46,15 @@ def particles_grid(panels, *, half: float = 6.0, max_points: int = 3000, height:
         if x is not None:
             x = np.asarray(x)[:max_points]
             fig.add_trace(go.Scattergl(x=x[:, 0], y=x[:, 1], mode="markers",
-                                       marker=dict(size=2.5, color="#d62728", opacity=0.5),
-                                       showlegend=False), 1, i)
-        fig.update_xaxes(range=[-half, half], showticklabels=False, row=1, col=i)
-        fig.update_yaxes(range=[-half, half], showticklabels=False, scaleanchor=f"x{i}",
-                         row=1, col=i)
-    fig.update_layout(height=height, width=max(260 * len(panels), 500), title=title,
-                      margin=dict(l=10, r=10, t=60 if title else 40, b=10))
+                                       marker=dict(color="#d62728", **marker_style(len(x))),
+                                       name=f"{len(x)} points", showlegend=False), 1, i)
+        # constrain="domain": the locked aspect shrinks the axis, not the range (no grey bands)
+        fig.update_xaxes(range=[-half, half], constrain="domain", nticks=5, row=1, col=i)
+        fig.update_yaxes(range=[-half, half], constrain="domain", scaleanchor=f"x{i}",
+                         nticks=5, row=1, col=i)
+    width = min(max(260 * len(panels), 500), MAX_WIDTH)
+    fig.update_layout(height=height, width=width, title=title,
+                      margin=dict(l=30, r=10, t=60 if title else 40, b=25))
     return fig
 
 
