@@ -390,9 +390,10 @@ def expected_mmd2(
     of the `group` and `group=None` values is the "gain ratio" $r \in [0, 1]$; two independent
     symmetrised samples have $\mathbb{E}\,\mathrm{MMD}^2(S_GP_n, S_GP'_n)$ twice this.
 
-    **Raises:** `ValueError` when `target` is not $G$-invariant (its log-density at 64 of its
-    own draws changes by more than 1e-3 under some element of the group), a size or bandwidth
-    that is not positive; `TypeError` for a target that is not a `GaussianMixture`.
+    **Raises:** `ValueError` when `target` is not $G$-invariant (its log-density at its means,
+    and one standard deviation from each, changes by more than 1e-3 under some element of the
+    group), or a size or bandwidth that is not positive; `TypeError` for a target that is not
+    a `GaussianMixture`.
     """
     if not isinstance(target, GaussianMixture):
         raise TypeError(f"target must be a GaussianMixture, got {type(target).__name__}.")
@@ -404,8 +405,11 @@ def expected_mmd2(
     w, mu, cov = (np.asarray(a, np.float64) for a in (target.weights, target.means, target.covs))
     _check_group(group, mu.shape[1])
     if group is not None:
-        probe = target.sample(64, key=jr.key(0))
-        moved = target.log_prob(group.orbit(probe))  # (g, 64)
+        # Deterministic probes, no hidden key: each mean and a point one std along each axis.
+        offsets = jnp.swapaxes(target.chol, 1, 2)  # (k, d, d): rows are the Cholesky columns
+        probe = jnp.concatenate([target.means, (target.means[:, None] + offsets).reshape(
+            -1, target.dim)])
+        moved = target.log_prob(group.orbit(probe))  # (g, n_probe)
         defect = float(jnp.max(jnp.abs(moved - target.log_prob(probe)[None])))
         if defect > 1e-3:
             raise ValueError(f"target must be invariant under the group: its log-density "
