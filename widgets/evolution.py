@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import sgmteach as sg
 
 from .base import AbstractExplorer, default_particles, drawn_count, to_numpy
+from .plots import marker_style
 from .schedule import BETA_MIN
 
 __all__ = ["SampleEvolution"]
@@ -114,11 +115,12 @@ class SampleEvolution(AbstractExplorer):
 
     def _figure(self):
         fig = go.Figure()
-        fig.add_trace(go.Heatmap(colorscale="Blues", showscale=False, hoverinfo="skip"))
-        fig.add_trace(go.Scattergl(mode="lines", name="paths",
+        fig.add_trace(go.Heatmap(colorscale="Blues", showscale=False, hoverinfo="skip",
+                                 zsmooth="best", name="exact p_t"))
+        fig.add_trace(go.Scattergl(mode="lines", name=f"{self._n_paths} paths so far",
                                    line=dict(width=1, color="rgba(80,80,80,0.5)")))
         fig.add_trace(go.Scattergl(mode="markers", name="particles",
-                                   marker=dict(size=3, color="#d62728", opacity=0.5)))
+                                   marker=dict(color="#d62728", **marker_style(self._drawn))))
         fig.update_layout(height=480, width=520, margin=dict(l=40, r=20, t=50, b=40),
                           xaxis=dict(range=[-self._half, self._half]),
                           yaxis=dict(range=[-self._half, self._half], scaleanchor="x"),
@@ -163,5 +165,7 @@ class SampleEvolution(AbstractExplorer):
 
     def _status_text(self, r: _Frame):
         drawn = f" ({r.drawn} drawn)" if r.drawn < r.n else ""
-        return (f"{r.n} particles{drawn}, {self._steps} steps; trajectories cached for "
-                "scrubbing")
+        # Frame 0 is the prior at t = T whatever the settings: say so, or a move of t0 there
+        # looks like a broken control.
+        return (f"{r.n} particles{drawn}, {self._steps} steps. Frame 0 is t = T (the prior, the "
+                f"same for every setting); t0 is where the last frame stops")

@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 import sgmteach as sg
 
 from .base import AbstractExplorer, to_numpy
+from .plots import arrows
 
 __all__ = ["ScoreFieldExplorer"]
 
@@ -23,8 +24,6 @@ ERROR_MAX = 1.5
 # The map is masked where p_t is below this fraction of its maximum: there are no data there,
 # and the loss does not see the error.
 DENSITY_MASK = 1e-2
-HEAD = 0.3  # arrow-head length, as a fraction of the arrow
-HEAD_ANGLE = np.deg2rad(25.0)
 
 
 @eqx.filter_jit
@@ -38,25 +37,6 @@ def _fields(model, exact, t, arrows, fine):
     dens = jnp.exp(pt.log_prob(fine))
     modes = pt.means
     return learned_a, exact_a, err, dens, modes
-
-
-def _arrows(points, vectors, scale, longest):
-    """Arrows with heads, NaN-separated for one trace: a shaft and two head strokes each.
-
-    Vectors are multiplied by `scale`, then any arrow longer than `longest` is shortened to it
-    (direction kept), so a few large arrows far from the data do not shrink all the others.
-    """
-    points, vectors = np.asarray(points), np.asarray(vectors) * scale
-    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    vectors = vectors * np.minimum(1.0, longest / np.maximum(norm, 1e-12))
-    tips = points + vectors
-    c, s = np.cos(HEAD_ANGLE), np.sin(HEAD_ANGLE)
-    back = -HEAD * vectors
-    left = tips + np.stack([c * back[:, 0] - s * back[:, 1], s * back[:, 0] + c * back[:, 1]], -1)
-    right = tips + np.stack([c * back[:, 0] + s * back[:, 1], -s * back[:, 0] + c * back[:, 1]],
-                            -1)
-    sep = np.full_like(points, np.nan)
-    return np.stack([points, tips, sep, left, tips, right, sep], 1).reshape(-1, 2)
 
 
 class _Fields(NamedTuple):
@@ -149,8 +129,8 @@ class ScoreFieldExplorer(AbstractExplorer):
         scale = 0.6 * self._cell / max(float(np.median(np.linalg.norm(ea, axis=-1))), 1e-12)
         shift = np.array([0.2 * self._cell, 0.0], np.float32)  # learned beside exact
         err = np.where(dens >= DENSITY_MASK * dens.max(), err, np.nan)
-        return _Fields(float(v["t"]), _arrows(self._arrows, ea, scale, self._cell),
-                       _arrows(self._arrows + shift, la, scale, self._cell),
+        return _Fields(float(v["t"]), arrows(self._arrows, ea, scale, self._cell),
+                       arrows(self._arrows + shift, la, scale, self._cell),
                        err.reshape(len(self._fine_axis), -1), modes, float(esm), float(esm_se))
 
     def _draw(self, r: _Fields):

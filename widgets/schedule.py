@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 import sgmteach as sg
 
 from .base import AbstractExplorer, default_particles, drawn_count, to_numpy
+from .plots import marker_style
 
 __all__ = ["NoiseScheduleExplorer", "make_sde", "SDE_KINDS"]
 
@@ -120,17 +121,23 @@ class NoiseScheduleExplorer(AbstractExplorer):
         fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42],
                             subplot_titles=("particles over the exact density p_t",
                                             "mean factor m_t and noise s_t"))
-        fig.add_trace(go.Heatmap(colorscale="Blues", showscale=False, hoverinfo="skip"), 1, 1)
-        fig.add_trace(go.Scattergl(mode="markers", name="particles",
-                                   marker=dict(size=3, color="#d62728", opacity=0.5)), 1, 1)
+        fig.add_trace(go.Heatmap(colorscale="Blues", showscale=False, hoverinfo="skip",
+                                 zsmooth="best", name="exact density p_t"), 1, 1)
+        # The left panel's title names its particles; the legend is the right panel's alone.
+        fig.add_trace(go.Scattergl(mode="markers", name="particles x_t", showlegend=False,
+                                   marker=dict(color="#d62728",
+                                               **marker_style(drawn_count(self.n)))), 1, 1)
         fig.add_trace(go.Scatter(name="m_t", line=dict(color="#1f77b4")), 1, 2)
         fig.add_trace(go.Scatter(name="s_t", line=dict(color="#ff7f0e")), 1, 2)
         fig.add_trace(go.Scatter(mode="markers", name="now", marker=dict(size=10, color="black"),
                                  showlegend=False), 1, 2)
         fig.update_xaxes(title_text="t", row=1, col=2)
-        fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
+        fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
+        fig.update_xaxes(constrain="domain", row=1, col=1)
+        # The legend sits inside the right panel, next to the curves it names.
         fig.update_layout(height=420, width=900, margin=dict(l=40, r=20, t=50, b=40),
-                          legend=dict(x=1.0, y=1.0))
+                          legend=dict(x=0.98, y=0.55, xanchor="right",
+                                      bgcolor="rgba(255,255,255,0.8)"))
         return go.FigureWidget(fig)
 
     def _variants(self):
@@ -152,6 +159,10 @@ class NoiseScheduleExplorer(AbstractExplorer):
         mline.x, mline.y = r.ts, r.curve_m
         sline.x, sline.y = r.ts, r.curve_s
         now.x, now.y = [r.t, r.t], [r.m, r.s]
+        # VP kinds live in [0, 1]: a fixed range, so moving t or β_max never rescales. VE's s_t
+        # grows to σ_max, so its range follows σ_max.
+        top = max(1.0, float(np.max(r.curve_s)))
+        self.fig.layout.yaxis2.range = [-0.05 * top, 1.05 * top]
 
     def _status_text(self, r: _Frame):
         k = len(r.particles)

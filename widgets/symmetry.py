@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 import sgmteach as sg
 
 from .base import AbstractExplorer, to_numpy
+from .plots import log_axis
 
 __all__ = ["SymmetryExplorer"]
 
@@ -87,7 +88,8 @@ class SymmetryExplorer(AbstractExplorer):
                              marker_color=["#7f7f7f", "#2ca02c", "#1f77b4"],
                              textposition="outside", cliponaxis=False), 1, 2)
         fig.update_yaxes(scaleanchor="x", row=1, col=1)
-        fig.update_yaxes(type="log", range=list(ERROR_RANGE_LOG10), autorange=False,
+        lo, hi = ERROR_RANGE_LOG10
+        fig.update_yaxes(**log_axis([10.0**lo, 10.0**hi]), range=[lo, hi], autorange=False,
                          title_text="E|u − ∇log p_t|² / E|∇log p_t|²", row=1, col=2)
         fig.update_xaxes(tickfont=dict(size=10), row=1, col=2)
         fig.update_layout(height=420, width=900, showlegend=False,
@@ -116,5 +118,5 @@ class SymmetryExplorer(AbstractExplorer):
 
     def _status_text(self, r: _Errors):
         e = r.errors
-        return (f"relative error: memorising {e[0]:.3f}, equivariant optimum {e[1]:.3f}, "
-                f"naive average {e[2]:.3f}")
+        return (f"relative error: memorising {e[0]:.3g}, equivariant optimum {e[1]:.3g}, "
+                f"naive average {e[2]:.3g}")
