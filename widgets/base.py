@@ -63,6 +63,8 @@ class AbstractExplorer(W.VBox):
     figure as it was and puts the message in `status`; `last_error` holds the exception
     (`raise explorer.last_error` shows its traceback) until the next good update.
 
+    `main_control` names the control the tutorial asks a learner to move first.
+
     Events of the controls named in `debounced` are coalesced: once such a control has been
     still for `debounce_s` (a drag of a heavy control is one update). Other controls, and
     `update(...)` itself, are immediate.
@@ -70,6 +72,9 @@ class AbstractExplorer(W.VBox):
 
     debounce_s: float = 0.15
     debounced: tuple[str, ...] = ()
+    main_control: str | None = None
+    """The control a learner moves first, the one the text invites them to move (default: the
+    first). The browser test moves it and requires the figure to change visibly."""
 
     def __init__(self):
         if type(self) is AbstractExplorer:
@@ -79,11 +84,20 @@ class AbstractExplorer(W.VBox):
         self._timer = None
         self.last_error: BaseException | None = None
         self.sliders = self._controls()
+        if self.main_control is None:
+            self.main_control = next(iter(self.sliders))
+        elif self.main_control not in self.sliders:
+            raise TypeError(f"main_control {self.main_control!r} is not a control of "
+                            f"{type(self).__name__}: {list(self.sliders)}")
         self.fig = self._figure()
         self.status = W.Label(value="")
         for name, control in self.sliders.items():
             control.observe(self._on_change(name), names="value")
         super().__init__([self._layout_controls(), self.fig, self.status])
+        # CSS classes a page (and the browser test) can find the explorer and its main control by
+        self.add_class("sgmteach-explorer")
+        self.add_class(f"sgmteach-{type(self).__name__}")
+        self.sliders[self.main_control].add_class("sgmteach-main-control")
         self._warm_up()
         self.update()  # the first draw
 

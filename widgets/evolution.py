@@ -67,6 +67,8 @@ class SampleEvolution(AbstractExplorer):
     `target` (2-D `GaussianMixture`, default `sg.ring()`), `n`, `key`, `steps`, `n_saves`.
     """
 
+    main_control = "frame"
+
     debounced = ("method", "beta_max", "t0")
 
     def __init__(self, score=None, target=None, *, n: int | None = None, key=None,
@@ -87,7 +89,10 @@ class SampleEvolution(AbstractExplorer):
         radius = float(jnp.max(jnp.linalg.norm(self.target.means, axis=-1)))
         self._half = max(radius + 1.5, 3.5)
         self._cache: OrderedDict = OrderedDict()
-        self.play = W.Play(value=0, min=0, max=n_saves, step=1, interval=120,
+        # Play starts at the last frame, like the scrubber: jslink copies Play's value to the
+        # scrubber in the browser, so a Play at 0 would show frame 0 while the kernel drew the
+        # last. Pressed at the last frame, Play restarts from frame 0.
+        self.play = W.Play(value=n_saves, min=0, max=n_saves, step=1, interval=120,
                            description="play")
         super().__init__()
 

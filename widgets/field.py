@@ -70,6 +70,8 @@ class ScoreFieldExplorer(AbstractExplorer):
     $m_t x_0 + s_t z$).
     """
 
+    main_control = "t"
+
     def __init__(self, model=None, target=None, sde=None, *, key=None, grid_size: int = 17,
                  n_probe: int = 2000):
         self.target = sg.ring() if target is None else target

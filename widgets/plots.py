@@ -75,7 +75,8 @@ def log_axis(values, *, title: str = "") -> dict:
     lo, hi = np.floor(np.log10(v.min())), np.ceil(np.log10(v.max()))
     mantissas = (1, 2, 5) if hi - lo <= 2 else (1,)
     ticks = [m * 10.0**e for e in np.arange(lo, hi + 1) for m in mantissas]
-    ticks = [x for x in ticks if v.min() / 1.5 <= x <= v.max() * 1.5] or [10.0**lo, 10.0**hi]
+    near = [x for x in ticks if v.min() / 1.5 <= x <= v.max() * 1.5]
+    ticks = near if len(near) >= 2 else ticks  # a single value still gets two ticks around it
     return dict(type="log", **named, tickvals=ticks, ticktext=[_tick_text(x) for x in ticks],
                 minor=dict(showgrid=False, ticks=""))
 
@@ -116,9 +117,14 @@ def curves(x, ys: dict, *, xlabel: str = "", ylabel: str = "", log_x: bool = Fal
     fig = go.Figure(traces)
     x_all = np.asarray(x, float)
     y_all = np.concatenate([np.asarray(y, float).ravel() for y in ys.values()])
+    x_axis = dict(title=xlabel)
+    if log_x:
+        x_axis = log_axis(x_all, title=xlabel)
+        if len(np.unique(x_all)) <= 8:  # a few measured x (step counts, group orders): tick each
+            x_axis.update(tickvals=list(x_all), ticktext=[_tick_text(float(v)) for v in x_all])
     fig.update_layout(
         height=height, width=min(width, MAX_WIDTH), title=title,
-        xaxis=log_axis(x_all, title=xlabel) if log_x else dict(title=xlabel),
+        xaxis=x_axis,
         yaxis=log_axis(y_all, title=ylabel) if log_y else dict(title=ylabel),
         margin=dict(l=60, r=20, t=50 if title else 20, b=45))
     return fig
@@ -168,8 +174,6 @@ def vector_fields(points, panels, *, height: int = 360, shared_scale: bool = Tru
         seg = arrows(points, v, scale)
         fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", showlegend=False,
                                  name="field", line=dict(width=1.2, color="#1f77b4")), 1, i)
-        fig.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", showlegend=False,
-                                 name="base points", marker=dict(size=2, color="black")), 1, i)
         fig.update_yaxes(scaleanchor=f"x{i}", constrain="domain", row=1, col=i)
         fig.update_xaxes(constrain="domain", row=1, col=i)
     fig.update_layout(height=height, width=min(max(330 * len(panels), 500), MAX_WIDTH),
@@ -192,6 +196,8 @@ def trajectory_panels(panels, *, height: int = 400, width: int = 900, max_paths:
     """
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
                         horizontal_spacing=0.06)
+    # One range for every panel, so the same starting point sits at the same place in each.
+    half = 1.05 * max(float(np.abs(np.asarray(p)[:, :max_paths]).max()) for _, p in panels)
     for i, (_, paths) in enumerate(panels, start=1):
         paths = np.asarray(paths)[:, :max_paths]
         for j in range(paths.shape[1]):
@@ -206,8 +212,9 @@ def trajectory_panels(panels, *, height: int = 400, width: int = 900, max_paths:
         fig.add_trace(go.Scatter(x=paths[-1, :, 0], y=paths[-1, :, 1], mode="markers", name=end,
                                  showlegend=i == 1, legendgroup="end",
                                  marker=dict(color="black", size=7)), 1, i)
-        fig.update_yaxes(scaleanchor=f"x{i}" if i > 1 else "x", constrain="domain", row=1, col=i)
-        fig.update_xaxes(constrain="domain", row=1, col=i)
+        fig.update_yaxes(scaleanchor=f"x{i}" if i > 1 else "x", constrain="domain",
+                         range=[-half, half], row=1, col=i)
+        fig.update_xaxes(constrain="domain", range=[-half, half], row=1, col=i)
     fig.update_layout(height=height, width=min(width, MAX_WIDTH),
                       legend=dict(orientation="h", y=-0.08),
                       margin=dict(l=30, r=10, t=40, b=30))

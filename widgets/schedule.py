@@ -89,6 +89,8 @@ class NoiseScheduleExplorer(AbstractExplorer):
     `n` (particles, default by backend), `key`, `grid_size` (density grid).
     """
 
+    main_control = "t"
+
     def __init__(self, target=None, *, n: int | None = None, key=None, grid_size: int = 60):
         self.target = sg.ring() if target is None else target
         if self.target.dim != 2:

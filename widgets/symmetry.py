@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 import sgmteach as sg
 
 from .base import AbstractExplorer, to_numpy
-from .plots import log_axis
+from .plots import log_axis, marker_style
 
 __all__ = ["SymmetryExplorer"]
 
@@ -48,6 +48,8 @@ class SymmetryExplorer(AbstractExplorer):
     **Attributes:** `data` (the `max_n` samples; the first `n` are used), `probe_x0`, `probe_z`
     (the probe points are $m_t x_0 + s_t z$), `sde`.
     """
+
+    main_control = "n"
 
     def __init__(self, target=None, *, orders=(1, 2, 4, 8), max_n: int = 256, key=None,
                  n_probe: int = 2000):
@@ -113,6 +115,9 @@ class SymmetryExplorer(AbstractExplorer):
         cp, og, bars = self.fig.data
         cp.x, cp.y = r.copies[:, 0], r.copies[:, 1]
         og.x, og.y = r.originals[:, 0], r.originals[:, 1]
+        # Marker size and opacity follow the count: 4 samples must be as visible as 256.
+        cp.marker.update(color="rgba(120,120,120,1)", **marker_style(len(r.copies)))
+        og.marker.update(color="#d62728", **marker_style(len(r.originals)))
         bars.y = r.errors
         bars.text = [f"{e:.3g}" for e in r.errors]
 

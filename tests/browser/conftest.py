@@ -303,8 +303,8 @@ def browser_context(chromium_executable, tmp_path_factory):
             executable_path=chromium_executable,
             headless=True,
             args=CHROMIUM_ARGS,
-            # wide enough that a 900 px plotly figure is not clipped beside the file browser
-            viewport={"width": 1600, "height": 1000},
+            # a learner's window: 1440 x 1000 with the file browser open (figures fit 1000 px)
+            viewport={"width": 1440, "height": 1000},
         )
         try:
             yield ctx

@@ -1,4 +1,4 @@
-"""Run a tutorial in a real JupyterLab + headless Chromium and drive its first explorer.
+"""Run a tutorial in a real JupyterLab + headless Chromium and drive its explorers.
 
 See ``conftest.py`` for the server/browser fixtures and the environment variables
 (``SGMTEACH_BROWSER_NOTEBOOK``, ``SGMTEACH_SCREENSHOT_DIR``, ``CI``).
@@ -272,3 +272,124 @@ def test_tutorial_runs_and_first_explorer_reacts(notebook: Path, jupyter_server,
         + f"; slider {readout_before!r} -> {readout_after!r} ({key})"
         + f"; screenshots {before_png.name}, {after_png.name}"
     )
+
+
+# -- every explorer, in one generated notebook: its main control moves the figure visibly -----
+
+EXPLORERS_NOTEBOOK = "explorers_under_test.ipynb"
+BUILD_TIMEOUT_MS = 240_000  # building every explorer (each compiles its variants once)
+PAGE_PRESSES = 2  # PageUp/PageDown presses: 2 x 5 steps, a move a learner would make
+# A move is visible when at least this share of the figure's pixels changes: a curve that moves
+# across a 700 x 400 plot changes ~1 %, a relabelled title alone ~0.03 %.
+VISIBLE_FRACTION = 0.002
+
+# Share of pixels that differ between two PNG screenshots (base64), decoded by the page itself.
+PIXELS_CHANGED_JS = r"""
+async ([a, b]) => {
+  const load = src => new Promise((ok, fail) => {
+    const im = new Image(); im.onload = () => ok(im); im.onerror = fail;
+    im.src = 'data:image/png;base64,' + src;
+  });
+  const [ia, ib] = await Promise.all([load(a), load(b)]);
+  const w = Math.min(ia.width, ib.width), h = Math.min(ia.height, ib.height);
+  const c = document.createElement('canvas'); c.width = w; c.height = h;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(ia, 0, 0); const da = ctx.getImageData(0, 0, w, h).data;
+  ctx.clearRect(0, 0, w, h);
+  ctx.drawImage(ib, 0, 0); const db = ctx.getImageData(0, 0, w, h).data;
+  let n = 0;
+  for (let i = 0; i < da.length; i += 4) {
+    let d = 0;
+    for (let k = 0; k < 3; k++) d += Math.abs(da[i + k] - db[i + k]);
+    if (d > 48) n++;
+  }
+  return n / (w * h);
+}
+"""
+
+
+def _explorers_notebook(names: list[str]):
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell(
+        "import sgmteach.widgets as widgets\nfrom IPython.display import display")]
+    cells += [nbformat.v4.new_code_cell(f"display(widgets.{name}())") for name in names]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    return nb
+
+
+def test_every_explorer_moves_visibly(jupyter_server, page):
+    """Each explorer of `widgets.EXPLORERS`, built as a learner would, in a real browser: moving
+    its main control changes the figure's data and a visible share of its pixels."""
+    import base64
+
+    import nbformat
+    import sgmteach.widgets as widgets
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    names = [cls.__name__ for cls in widgets.EXPLORERS]
+    nbformat.write(_explorers_notebook(names), jupyter_server.root_dir / EXPLORERS_NOTEBOOK)
+    page.goto(jupyter_server.lab_url(EXPLORERS_NOTEBOOK))
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(
+        timeout=KERNEL_IDLE_TIMEOUT_MS)
+    page.locator(IDLE_STATUS, has_text="| Idle").first.wait_for(timeout=KERNEL_IDLE_TIMEOUT_MS)
+    _run_all_cells(page)
+    page.wait_for_function(RUN_FINISHED_JS, timeout=BUILD_TIMEOUT_MS, polling=250)
+    errors = page.evaluate(ERRORS_JS)
+    assert not errors, "building an explorer failed:\n\n" + "\n\n".join(e[-3000:] for e in errors)
+
+    report = []
+    for name in names:
+        explorer = page.locator(f".sgmteach-{name}").first
+        explorer.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
+        explorer.scroll_into_view_if_needed()
+        plot = explorer.locator(PLOT).first
+        plot.locator(".main-svg").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        _wait_until_stable(page, plot)
+        before_data = plot.evaluate(FIGURE_DATA_JS)
+        before_png = plot.screenshot(animations="disabled")
+        _save_bytes(before_png, f"explorer_{name}_before.png")
+
+        control = explorer.locator(".sgmteach-main-control").first
+        handle = control.locator(".noUi-handle").first
+        handle.wait_for(timeout=RENDER_TIMEOUT_MS)
+        label = (control.locator(".widget-label").first.text_content() or "").strip()
+        now = float(handle.get_attribute("aria-valuenow") or "nan")
+        vmin = float(handle.get_attribute("aria-valuemin") or "nan")
+        vmax = float(handle.get_attribute("aria-valuemax") or "nan")
+        key = "PageDown" if now >= (vmin + vmax) / 2 else "PageUp"
+        handle.focus()
+        for _ in range(PAGE_PRESSES):
+            page.keyboard.press(key)
+        try:
+            page.wait_for_function(DATA_CHANGED_JS, arg=[plot.element_handle(), before_data],
+                                   timeout=UPDATE_TIMEOUT_MS, polling=100)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"{name}: moving '{label}' ({key} x{PAGE_PRESSES} from {now:g}) did not "
+                        f"change the figure's data; labels: {_labels(explorer)!r}", pytrace=False)
+        page.locator(IDLE_STATUS, has_text="| Idle").first.wait_for(timeout=UPDATE_TIMEOUT_MS)
+        _wait_until_stable(page, plot)
+        warnings = [t for t in _labels(explorer) if "⚠" in t]
+        assert not warnings, f"{name}: the explorer reported an error after the move: {warnings}"
+        after_png = plot.screenshot(animations="disabled")
+        _save_bytes(after_png, f"explorer_{name}_after.png")
+        changed = page.evaluate(PIXELS_CHANGED_JS, [base64.b64encode(before_png).decode(),
+                                                    base64.b64encode(after_png).decode()])
+        report.append(f"{name}: '{label}' {key} x{PAGE_PRESSES}: {changed:.2%} of pixels")
+        assert changed >= VISIBLE_FRACTION, (
+            f"{name}: moving '{label}' changed only {changed:.3%} of the figure's pixels "
+            f"(at least {VISIBLE_FRACTION:.1%} is a visible change)")
+    print("\n" + "\n".join(report))
+
+
+def _save_bytes(png: bytes, name: str) -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS_DIR / name
+    path.write_bytes(png)
+    extra = os.environ.get("SGMTEACH_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(extra) / path.name)
+    return path
