@@ -36,7 +36,7 @@ BINDER_CHECK := tools/binder_check.py
 # A notebook cell that runs 10 minutes has hung (the slowest takes under a minute).
 NBVAL_TIMEOUT := --nbval-cell-timeout=600
 
-.PHONY: lab test unit notebooks binder-check binder-lock bench lint clean
+.PHONY: lab test unit notebooks binder-check binder-lock bench screenshots lint clean
 
 # Two checks before `python -m venv`, each failing with one line that says what to install,
 # because otherwise the failure is a traceback or worse:
@@ -116,6 +116,13 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/widget_latency.py
 	$(BIN)/python benchmarks/gpu_scale.py
 	$(BIN)/python benchmarks/equivariant_cost.py
+
+# The README's screenshots: the browser test's before/after pictures of one explorer's move.
+screenshots: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q tests/browser -k every_explorer
+	mkdir -p docs/img
+	cp tests/browser/artifacts/explorer_NoiseScheduleExplorer_before.png \
+	   tests/browser/artifacts/explorer_NoiseScheduleExplorer_after.png docs/img/
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check sgmteach widgets tests benchmarks tools tutorials

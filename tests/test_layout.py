@@ -53,3 +53,18 @@ def test_the_control_catches_a_bad_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from .symmetry import CyclicGroup\nfrom . import mixture\n")
     assert "sgmteach.symmetry" in _imported(bad, "sgmteach")
+
+
+# Characters a JupyterLab code cell shows at a 1440 px window with the file browser open.
+NOTEBOOK_COLUMN = 100
+
+
+@pytest.mark.parametrize("notebook", sorted((PKG.parent / "tutorials").glob("*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_tutorial_code_fits_the_cell(notebook):
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    long = [(i, len(line)) for i, c in enumerate(cells) if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if len(line) > NOTEBOOK_COLUMN]
+    assert not long, f"{notebook.name}: (cell, length) of lines past the code cell's edge: {long}"

@@ -349,8 +349,8 @@ def test_every_explorer_moves_visibly(jupyter_server, page):
         plot.locator(".main-svg").first.wait_for(timeout=RENDER_TIMEOUT_MS)
         _wait_until_stable(page, plot)
         before_data = plot.evaluate(FIGURE_DATA_JS)
-        before_png = plot.screenshot(animations="disabled")
-        _save_bytes(before_png, f"explorer_{name}_before.png")
+        before_png = plot.screenshot(animations="disabled")  # the figure alone, for the diff
+        _save_bytes(explorer.screenshot(animations="disabled"), f"explorer_{name}_before.png")
 
         control = explorer.locator(".sgmteach-main-control").first
         handle = control.locator(".noUi-handle").first
@@ -374,7 +374,8 @@ def test_every_explorer_moves_visibly(jupyter_server, page):
         warnings = [t for t in _labels(explorer) if "⚠" in t]
         assert not warnings, f"{name}: the explorer reported an error after the move: {warnings}"
         after_png = plot.screenshot(animations="disabled")
-        _save_bytes(after_png, f"explorer_{name}_after.png")
+        # the whole explorer, controls and status included, for a reader of the README
+        _save_bytes(explorer.screenshot(animations="disabled"), f"explorer_{name}_after.png")
         changed = page.evaluate(PIXELS_CHANGED_JS, [base64.b64encode(before_png).decode(),
                                                     base64.b64encode(after_png).decode()])
         report.append(f"{name}: '{label}' {key} x{PAGE_PRESSES}: {changed:.2%} of pixels")
