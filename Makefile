@@ -13,13 +13,14 @@
 # one run of each notebook: `make test` does not run them in .venv as well, which would double
 # the longest part of the suite. `make notebooks` runs them in .venv only, when you want that.
 #
-# CI time budget: `.ci/run` on a fresh clone, on the 2-core machine.
-#   unit + widget + browser tests       ~4 min
+# CI time budget: `.ci/run` on a fresh clone, on the 2-core machine. Measured twice (2026-12):
+# an idle machine, and a slow one on which every step took 2-5x longer.
+#   unit + widget + browser tests       ~8 min idle, 20 min slow (467 tests)
 #   Binder environment build            ~2 min
-#   each tutorial                       ~1 min (nbval run + Binder peak-memory measurement)
+#   each tutorial                       ~1-1.5 min idle, ~3 min slow (nbval + peak memory)
 #   plus building .venv (under a minute with a warm pip cache) and installing chromium.
-#   Today, 4 tutorials:   ~4 + 2 + 4  = ~10 min plus setup; must stay under 25 min.
-#   Planned, 11 tutorials: ~4 + 2 + 11 = ~17 min plus setup; must stay under 45 min.
+#   Today, 4 tutorials: ~17 min idle, 38 min slow; must stay well inside CI's 90 minutes.
+#   Planned, 11 tutorials: ~8 + 2 + 16 = ~26 min idle; keep it under 45 min idle.
 
 PYTHON ?= python3
 # VENV can be overridden (`make VENV=/tmp/v ...`), e.g. to try a fresh environment.
