@@ -2,7 +2,8 @@
 
 The core, in the order a learner meets it: forward SDEs, exact targets, score models, losses,
 the training loop, samplers, metrics, the divergence estimators several topics share, and the
-checks tutorials make of their claims. Topics are subpackages: `sg.symmetry` (tutorials 03-04).
+checks tutorials make of their claims. Topics are subpackages: `sg.symmetry` (tutorials 03-04)
+and `sg.nonlinear` (05).
 """
 
 from . import _xla
@@ -58,5 +59,6 @@ from .claims import expect_close as expect_close
 from .claims import expect_true as expect_true
 
 from . import symmetry as symmetry
+from . import nonlinear as nonlinear
 
 __version__ = "0.1.0"

@@ -77,6 +77,43 @@ class _DSMStep(eqx.Module):
         return _State(params, ema, opt_state, ema_state), loss
 
 
+def training_data(model, data):
+    """`data` as a finite float array `(n, d)` whose `d` is the model's `dim`, or `ValueError`.
+
+    The boundary check every score-model trainer shares (`train`, `sg.nonlinear.train_ndsm`).
+    """
+    data = float_array(data, "data")
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"data must have shape (n, d) with n >= 1, got {data.shape}.")
+    data = check_finite(data, "data")
+    model_dim = getattr(model, "dim", None)
+    if model_dim is None:
+        raise ValueError("model must have a `dim` attribute (the data dimension it acts on), "
+                         "as ScoreMLP and the symmetrised models do.")
+    if model_dim != data.shape[1]:
+        raise ValueError(
+            f"data has dimension d={data.shape[1]} but the model expects d={model_dim}."
+        )
+    return data
+
+
+def initial_state(model, optimizer, ema):
+    """`(state, static)`: the trainable part of `model` with fresh optimiser and EMA states.
+
+    Only what `count_params` counts is optimised: a ScoreMLP's time embedding and SDE stay out
+    of the optimiser state and the EMA (`nets.trainable`).
+    """
+    params, static = eqx.partition(model, trainable(model))
+    return _State(params, params, optimizer.init(params), ema.init(params)), static
+
+
+def ema_transform(decay: float) -> optax.GradientTransformation:
+    """Optax's bias-corrected EMA of the weights (cached per decay: one compile per config)."""
+    if not 0 <= decay < 1:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {decay}.")
+    return _ema(float(decay))
+
+
 @functools.lru_cache(maxsize=32)
 def _ema(decay: float) -> optax.GradientTransformation:
     return optax.ema(decay, debias=True)
@@ -143,18 +180,7 @@ def train(
     **Raises:** `ValueError` for NaN/inf in `data`, a model without `dim` or whose `dim` does
     not match the data, or a non-positive `steps`/`batch_size`.
     """
-    data = float_array(data, "data")
-    if data.ndim != 2 or data.shape[0] == 0:
-        raise ValueError(f"data must have shape (n, d) with n >= 1, got {data.shape}.")
-    data = check_finite(data, "data")
-    model_dim = getattr(model, "dim", None)
-    if model_dim is None:
-        raise ValueError("model must have a `dim` attribute (the data dimension it acts on), "
-                         "as ScoreMLP and the symmetrised models do.")
-    if model_dim != data.shape[1]:
-        raise ValueError(
-            f"data has dimension d={data.shape[1]} but the model expects d={model_dim}."
-        )
+    data = training_data(model, data)
     steps, batch_size = positive_int("steps", steps), positive_int("batch_size", batch_size)
     if loss_fn is dsm_loss and weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
@@ -167,10 +193,7 @@ def train(
 
     optimizer = default_optimizer(steps, float(lr)) if optimizer is None else optimizer
     ema = _ema(float(ema_decay))
-    # Only what `count_params` counts is optimised: a ScoreMLP's time embedding and SDE stay
-    # out of the optimiser state and the EMA (`nets.trainable`).
-    params, static = eqx.partition(model, trainable(model))
-    state = _State(params, params, optimizer.init(params), ema.init(params))
+    state, static = initial_state(model, optimizer, ema)
     step = _DSMStep(static, sde, data, optimizer, ema, loss_fn, augment, batch_size,
                     float(t_min), weighting, time_sampling)
     state, losses = run_chunked(step, state, steps, key=key, chunk_size=chunk_size,
