@@ -117,6 +117,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/widget_latency.py
 	$(BIN)/python benchmarks/gpu_scale.py
 	$(BIN)/python benchmarks/equivariant_cost.py
+	$(BIN)/python benchmarks/control_variate.py
 
 # The README's screenshots: the browser test's before/after pictures of one explorer's move.
 screenshots: $(DEV_STAMP)

@@ -22,9 +22,11 @@ The control variates remove them:
   residual network $r_\phi$ trained to minimise the loss's second moment (`cv_objective`).
   `residual=False` gives the form of the notes (§4.2), $c = c_\phi(\mu_k)$ alone: it reduces the
   *loss's* variance, but as $c_\phi$ does not depend on $\theta$ the $\theta$-gradient is exactly
-  the raw one (tested; `benchmarks/control_variate.py` measures it). The residual form keeps the
-  plug-in's gradient and lets $r_\phi$ learn the $O(h)$ remainder of the optimal
-  $c^*(\mu) = \mathbb E[ZZ^\top s_\theta(\mu + \sigma\sqrt h Z) \mid \mu]$.
+  the raw one (tested; `benchmarks/control_variate.py` measures it). The residual form's
+  $\theta$-gradient is, for the same reason, exactly the plug-in's: $r_\phi$ learns the $O(h)$
+  remainder of the variance-optimal $c^*(\mu) = \mathbb E[ZZ^\top s_\theta(\mu + \sigma\sqrt h Z)
+  \mid \mu]$ and lowers the *loss's* variance below the plug-in's, never the gradient's. A
+  control variate for the gradient has to depend on $\theta$; the plug-in one does.
 
 Both controlled losses drop the constant $\lambda_k d/(\sigma_k^2 h)$ (`ndsm_constant`):
 $\mathbb E\,\ell_{\text{raw}} = \mathbb E\,\ell_{\text{CV}} + $ that constant, and the expected
