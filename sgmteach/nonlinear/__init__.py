@@ -25,5 +25,5 @@ from .losses import init_control_variate as init_control_variate
 from .losses import ndsm_constant as ndsm_constant
 from .losses import ndsm_loss as ndsm_loss
 from .losses import ndsm_losses as ndsm_losses
+from .pde import fokker_planck as fokker_planck
 from .training import train_ndsm as train_ndsm
-
