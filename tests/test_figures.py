@@ -38,6 +38,9 @@ FIXED = {
     widgets.ScoreFieldExplorer: ((), (("heatmap", "zmin"), ("heatmap", "zmax")), ()),
     widgets.SymmetryExplorer: (("yaxis2",), (), ()),
     widgets.BoundExplorer: (("xaxis", "yaxis"), (), ()),
+    widgets.LangevinExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2", "xaxis3", "yaxis3"), (), ()),
+    # Each weighting has its own window: the loss's scale is lambda times the raw one.
+    widgets.ControlVariateExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2"), (), ("weighting",)),
 }
 
 

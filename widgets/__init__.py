@@ -9,6 +9,7 @@ from .base import MAX_DRAWN, AbstractExplorer, default_particles
 from .bound import BoundExplorer
 from .evolution import SampleEvolution
 from .field import ScoreFieldExplorer
+from .nonlinear import ControlVariateExplorer, LangevinExplorer
 from .schedule import NoiseScheduleExplorer
 from .symmetry import SymmetryExplorer
 
@@ -18,6 +19,8 @@ EXPLORERS = (
     ScoreFieldExplorer,
     SymmetryExplorer,
     BoundExplorer,
+    LangevinExplorer,
+    ControlVariateExplorer,
 )
 
 __all__ = [
@@ -30,4 +33,6 @@ __all__ = [
     "ScoreFieldExplorer",
     "SymmetryExplorer",
     "BoundExplorer",
+    "LangevinExplorer",
+    "ControlVariateExplorer",
 ]
