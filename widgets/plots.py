@@ -162,8 +162,12 @@ def vector_fields(points, panels, *, height: int = 360, shared_scale: bool = Tru
     than its neighbour is still readable), and each title says by how much it was magnified
     relative to the first panel.
     """
-    points = np.asarray(points)
-    span = np.ptp(points[:, 0]) / max(np.sqrt(len(points)) - 1, 1)
+    points = np.asarray(points, float)
+    # The arrows' room: the median distance to the nearest other point (the spacing, on a grid;
+    # also right for a grid with the empty parts left out).
+    dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    span = float(np.median(dist.min(axis=1))) if len(points) > 1 else 1.0
     vmaxes = [max(float(np.linalg.norm(np.asarray(v), axis=-1).max()), 1e-12) for _, v in panels]
     scales = [0.9 * span / (max(vmaxes) if shared_scale else vm) for vm in vmaxes]
     titles = [t if shared_scale or i == 0 or np.isclose(scales[i], scales[0])
