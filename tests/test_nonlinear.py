@@ -155,6 +155,17 @@ def test_sample_runs_the_reverse_process(sde):
     assert d <= floor.mean + 4 * floor.std, (d, floor)
 
 
+def test_trajectories_run_the_reverse_process(sde):
+    """`sg.trajectories` too: the snapshots start at exact draws of rho (the prior) and, with the
+    exact score, stay at rho's small-mode weight 0.1 at every saved time (binomial s.e.)."""
+    n = 4000
+    ts, xs = sg.trajectories(RhoScore(sde), sde, n, 2, key=jr.key(21), steps=200, n_saves=4)
+    assert xs.shape == (5, n, 2) and float(ts[0]) == float(sde.T)
+    np.testing.assert_array_equal(xs[0], sde.prior_sample(n, 2, key=jr.split(jr.key(21))[0]))
+    shares = np.asarray((xs[..., 0] > 0).mean(axis=1))
+    assert_mc_close(shares, 0.1, np.sqrt(0.09 / n), what="small-mode share along the way")
+
+
 # --- fit_reference ---------------------------------------------------------------------------
 
 

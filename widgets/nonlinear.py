@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 import sgmteach as sg
 from sgmteach import nonlinear as nl
-from sgmteach.nonlinear.pde import fokker_planck
+from sgmteach.nonlinear import fokker_planck
 
 from .base import AbstractExplorer, default_particles, drawn_count, to_numpy
 from .plots import MAX_WIDTH, log_axis, marker_style
