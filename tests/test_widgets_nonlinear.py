@@ -50,10 +50,10 @@ def test_cv_status_is_the_library_numbers(cv, weighting):
                                     **kw), np.float64)
     const = float(nl.ndsm_constant(cv.sde, cv.t, h, 2, weighting=weighting))
     n = raw.size
-    # "h = ..: raw m ± se, plug-in CV m ± se (mean ± s.e., n = ..); raw − CV = m ± se vs
-    # λd/(σ²h) = c; spread raw s, CV s, ratio r" (σ² is not an ASCII digit: not a number here).
+    # "h = ..: raw m ± se, CV m ± se; raw − CV = m ± se vs λd/(σ²h) = c; spreads s / s = r"
+    # (σ² is not an ASCII digit: not a number here).
     expected = [h, raw.mean(), raw.std() / np.sqrt(n), ctl.mean(), ctl.std() / np.sqrt(n),
-                n, (raw - ctl).mean(), (raw - ctl).std() / np.sqrt(n), const,
+                (raw - ctl).mean(), (raw - ctl).std() / np.sqrt(n), const,
                 raw.std(), ctl.std(), raw.std() / ctl.std()]
     np.testing.assert_allclose(_numbers(cv.status.value), expected, rtol=PRINTED)
     # The identity E[raw] - E[CV] = lambda d / (sigma^2 h), on the same normals.

@@ -116,6 +116,9 @@ def _histogram(values, lo: float, hi: float):
 _CV_NAMES = {"plugin": "plug-in CV", "neural": "neural CV", "none": "no CV"}
 
 
+THEORY_NAME = "√(2d)·λ/(σ²h): the ‖Z‖² term alone"
+
+
 class ControlVariateExplorer(AbstractExplorer):
     r"""The variance problem of NDSM's one-step target, and what a control variate removes.
 
@@ -235,13 +238,14 @@ class ControlVariateExplorer(AbstractExplorer):
             "spread of the per-sample loss against the step h",
             "|loss − mean| of each sample, at the current h"))
         err = dict(type="data", visible=True, thickness=1.0, width=2)
-        fig.add_trace(go.Scatter(mode="lines+markers", name="raw loss", error_y=err,
+        # Traces 0 and 2 are named in `_draw`: names given here did not reach the browser.
+        fig.add_trace(go.Scatter(mode="lines+markers", name="", error_y=err,
                                  line=dict(color=RAW), marker=dict(size=5), legendgroup="raw"),
                       1, 1)
         fig.add_trace(go.Scatter(mode="lines+markers", name="controlled loss", error_y=err,
                                  line=dict(color=CONTROLLED), marker=dict(size=5),
                                  legendgroup="cv"), 1, 1)
-        fig.add_trace(go.Scatter(mode="lines", name="√(2d)·λ/(σ²h): the ‖Z‖² term alone",
+        fig.add_trace(go.Scatter(mode="lines", name="",
                                  line=dict(color=THEORY, dash="dash")), 1, 1)
         fig.add_trace(go.Scatter(mode="markers", name="at the current h", showlegend=False,
                                  marker=dict(size=11, symbol="diamond", color=[RAW, CONTROLLED],
@@ -275,6 +279,10 @@ class ControlVariateExplorer(AbstractExplorer):
         raw_c, cv_c, theory, now, raw_h, cv_h = self.fig.data
         lo, hi, top, spreads = self._window[r.weighting]
         name = _CV_NAMES[r.cv]
+        # Names and fixed coordinates are (re)set here, not only at construction: in the
+        # browser the construction-time values of these traces did not reach the figure
+        # (the legend read "trace 0"; tests/browser screenshots).
+        raw_c.name, theory.name = "raw loss", THEORY_NAME
         raw_c.x, raw_c.y = H_GRID, r.curves.raw[:, 0]
         raw_c.error_y.array = r.curves.raw[:, 1]
         theory.x, theory.y = H_GRID, r.theory
@@ -323,14 +331,13 @@ class ControlVariateExplorer(AbstractExplorer):
             return (f"{head} (mean ± s.e., n = {n}), spread {_g3(s_raw)}; the ‖Z‖² term alone "
                     f"has spread {_g3(np.sqrt(2 * d) * r.const / d)}. "
                     "Pick a control variate to compare.")
-        name = _CV_NAMES[r.cv]
         diff = np.asarray(r.raw, np.float64) - r.controlled
         s_cv = _spread(r.controlled)[0]
-        return (f"{head}, {name} {_g3(r.controlled.mean())} ± "
-                f"{_g3(r.controlled.std() / np.sqrt(n))} (mean ± s.e., n = {n});  "
-                f"raw − CV = {_g3(diff.mean())} ± {_g3(diff.std() / np.sqrt(n))} vs "
-                f"λd/(σ²h) = {_g3(r.const)};  spread raw {_g3(s_raw)}, CV {_g3(s_cv)}, "
-                f"ratio {_g3(s_raw / s_cv)}")
+        # Short enough for one line of a 1000 px column (the browser test's screenshots).
+        return (f"{head}, CV {_g3(r.controlled.mean())} ± "
+                f"{_g3(r.controlled.std() / np.sqrt(n))};  raw − CV = {_g3(diff.mean())} ± "
+                f"{_g3(diff.std() / np.sqrt(n))} vs λd/(σ²h) = {_g3(r.const)};  spreads "
+                f"{_g3(s_raw)} / {_g3(s_cv)} = {_g3(s_raw / s_cv)}")
 
 
 # --- LangevinExplorer --------------------------------------------------------------------------
@@ -411,6 +418,7 @@ class LangevinExplorer(AbstractExplorer):
         dx = ax[1] - ax[0]
         ay = dx * (np.arange(GRID_Y) - (GRID_Y - 1) / 2)
         self.axes = (jnp.asarray(ax, jnp.float32), jnp.asarray(ay, jnp.float32))
+        self._plot_axes = (np.asarray(ax, np.float64), np.asarray(ay, np.float64))
         self._cell = float(dx * dx)
         self._right = ax > 0
         pts = jnp.stack(jnp.meshgrid(*self.axes, indexing="ij"), -1)
@@ -514,6 +522,9 @@ class LangevinExplorer(AbstractExplorer):
         parts, heat, _, _, share, grid_share, _, now = self.fig.data
         run, k = r.run, r.k
         parts.x, parts.y = run.xs[k, :, 0], run.xs[k, :, 1]
+        # The grid is set at every draw, in float64: set only at construction (float32), it did
+        # not reach the browser's figure, which then drew the density at index coordinates.
+        heat.x, heat.y = self._plot_axes
         se = np.sqrt(run.share * (1 - run.share) / r.n)
         share.x, share.y = run.ts, run.share
         share.error_y.array = 2 * se
