@@ -30,16 +30,6 @@ def sde():
     return nl.LangevinSDE(imbalanced(), 0.1, 10.0)
 
 
-class RhoScore(eqx.Module):
-    """The exact score of the invariant law: the chain's score when it starts at rho."""
-
-    sde: nl.LangevinSDE
-    dim: int = eqx.field(static=True, default=2)
-
-    def __call__(self, x, t):
-        return self.sde.rho().score(x)
-
-
 def small_mlp(d=2, key=KEY):
     return sg.ScoreMLP(d, 16, 1, key=key, embed_size=4)
 
@@ -148,7 +138,7 @@ def test_sample_runs_the_reverse_process(sde):
     within 4 standard deviations of that statistic between two samples of rho (the floor's own
     spread, which is large here: a mode weight off by 1/sqrt(n) moves W1 by 4/sqrt(n))."""
     n = 2000
-    x = sg.sample(RhoScore(sde), sde, n, 2, key=jr.key(6), steps=500, t0=1e-3)
+    x = sg.sample(nl.ReferenceScore(sde.rho()), sde, n, 2, key=jr.key(6), steps=500, t0=1e-3)
     swd = functools.partial(sg.sliced_wasserstein, key=jr.key(3))
     floor = sg.mc_floor(swd, sde.rho(), n, key=jr.key(4), repeats=20)
     d = swd(np.asarray(x), np.asarray(sde.rho().sample(n, key=jr.key(7))))
@@ -159,7 +149,8 @@ def test_trajectories_run_the_reverse_process(sde):
     """`sg.trajectories` too: the snapshots start at exact draws of rho (the prior) and, with the
     exact score, stay at rho's small-mode weight 0.1 at every saved time (binomial s.e.)."""
     n = 4000
-    ts, xs = sg.trajectories(RhoScore(sde), sde, n, 2, key=jr.key(21), steps=200, n_saves=4)
+    ts, xs = sg.trajectories(nl.ReferenceScore(sde.rho()), sde, n, 2, key=jr.key(21),
+                             steps=200, n_saves=4)
     assert xs.shape == (5, n, 2) and float(ts[0]) == float(sde.T)
     np.testing.assert_array_equal(xs[0], sde.prior_sample(n, 2, key=jr.split(jr.key(21))[0]))
     shares = np.asarray((xs[..., 0] > 0).mean(axis=1))

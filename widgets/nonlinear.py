@@ -57,15 +57,6 @@ def _spread(losses: np.ndarray) -> tuple[float, float]:
 # --- ControlVariateExplorer --------------------------------------------------------------------
 
 
-class _RhoScore(eqx.Module):
-    """A fixed smooth score model: the exact score of a mixture, whatever $t$."""
-
-    rho: sg.GaussianMixture
-
-    def __call__(self, x, t):
-        return self.rho.score(x)
-
-
 @eqx.filter_jit
 def _ndsm_pair(model, sde, x, t, h, z, weighting, control_variate, cv_model):
     """Raw and controlled per-sample losses (the same normals) and the dropped constant."""
@@ -159,7 +150,7 @@ class ControlVariateExplorer(AbstractExplorer):
         xk, zk, ck = jr.split(key, 3)
         self.sde = nl.LangevinSDE(imbalanced_mixture(0.4), 0.1, 10.0)
         self.untrained_cv = cv_model is None
-        self.model = _RhoScore(self.sde.rho()) if model is None else model
+        self.model = nl.ReferenceScore(self.sde.rho()) if model is None else model
         self.cv_model = nl.init_control_variate(2, key=ck) if cv_model is None else cv_model
         self.n = default_particles(cpu=4000) if n is None else int(n)
         data = sg.GaussianMixture.isotropic(jnp.array([0.5, 0.5]),

@@ -3,7 +3,8 @@
 Birrell, Katsoulakis, Rey-Bellet, Zhang, Zhu, "Nonlinear denoising score matching for enhanced
 learning of structured distributions" (2024). Reached as `sg.nonlinear.Name`:
 
-- `langevin.py`: `LangevinSDE` (a drift towards a fitted mixture), `fit_reference`,
+- `langevin.py`: `LangevinSDE` (a drift towards a fitted mixture), `ReferenceScore`,
+  `fit_reference`,
   `euler_paths` and `euler_times` (the Euler chain NDSM trains on);
 - `losses.py`: `ndsm_loss` with its control variates, `ndsm_constant`, `cv_objective`;
 - `training.py`: `train_ndsm`, on the shared chunked loop;
@@ -14,6 +15,7 @@ The paper's method section could not be read: the formulas are the reconstructio
 """
 
 from .langevin import LangevinSDE as LangevinSDE
+from .langevin import ReferenceScore as ReferenceScore
 from .langevin import euler_paths as euler_paths
 from .langevin import euler_times as euler_times
 from .langevin import fit_reference as fit_reference

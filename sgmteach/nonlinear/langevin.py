@@ -120,6 +120,24 @@ class LangevinSDE(AbstractSDE):
         return self._rho.sample(n, key=key)
 
 
+class ReferenceScore(eqx.Module):
+    r"""The score of a fixed mixture at every time: $(x, t) \mapsto \nabla\log\rho(x)$.
+
+    The exact score of a `LangevinSDE` whose data are drawn from its own $\rho$ (then
+    $p_t = \rho$ for all $t$), and a fixed smooth model for measuring the loss's variance.
+    Called like a score network, so samplers and losses take it.
+    """
+
+    mixture: GaussianMixture
+
+    @property
+    def dim(self) -> int:
+        return self.mixture.dim
+
+    def __call__(self, x: Vector, t: Number) -> Vector:
+        return self.mixture.score(x)
+
+
 _COVARIANCE_TYPES = ("full", "diag", "spherical")
 
 

@@ -69,7 +69,7 @@ def _sg_flux(f, D, h, p_lo, p_hi):
     z = jnp.abs(f) * h / jnp.maximum(D, tiny)
     small = z < _SERIES_Z
     zs = jnp.where(small, 1.0, z)
-    a = jnp.where(small, D / h * (1.0 - z / 2 + z**2 / 12), jnp.abs(f) / jnp.expm1(zs))
+    a = jnp.where(small, D / h * _bernoulli(z), jnp.abs(f) / jnp.expm1(zs))
     return jnp.maximum(f, 0.0) * p_lo - jnp.maximum(-f, 0.0) * p_hi + a * (p_lo - p_hi)
 
 
