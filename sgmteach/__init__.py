@@ -48,7 +48,9 @@ from .divergences import expected_mmd2 as expected_mmd2
 from .divergences import f_alpha as f_alpha
 from .divergences import f_alpha_conjugate as f_alpha_conjugate
 from .divergences import lipschitz_alpha_divergence as lipschitz_alpha_divergence
+from .divergences import lipschitz_kl_divergence as lipschitz_kl_divergence
 from .divergences import mmd2 as mmd2
+from .divergences import variational_objective as variational_objective
 from .divergences import w1_dual as w1_dual
 from .divergences import w1_exact as w1_exact
 from .divergences import w1_radial as w1_radial
@@ -60,5 +62,6 @@ from .claims import expect_true as expect_true
 
 from . import symmetry as symmetry
 from . import nonlinear as nonlinear
+from . import flows as flows
 
 __version__ = "0.1.0"
