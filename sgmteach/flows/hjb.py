@@ -124,7 +124,7 @@ def _use_hutchinson(d, key, max_exact_dim, who):
 def hjb_terms(
     score,
     sde: AbstractSDE,
-    x: Float[ArrayLike, "n d"],
+    x: ArrayLike,
     t,
     *,
     key: Key | None = None,
@@ -157,7 +157,7 @@ def _terms_batch(score, sde, x, t, z):
 def hjb_residual(
     score,
     sde: AbstractSDE,
-    x: Float[ArrayLike, "n d"],
+    x: ArrayLike,
     t,
     *,
     key: Key | None = None,
