@@ -374,7 +374,8 @@ def train_w1w2_flow(
       critic); `lr`, `critic_lr` (Adam, $\beta = (0.5, 0.9)$; the authors' toy rates,
       1e-4/2e-5 over 25 000 iterations, are raised here for a laptop budget); `penalty`, the
       gradient-penalty weight (100, as the core's critics: at 10 the critic's slope reached
-      1.5 L on translated Gaussians, at 100 within 5% of L at the pushed points); `chunk_size`, `progress` as `sg.train`.
+      1.5 L on translated Gaussians, at 100 within 5% of L at the pushed points);
+      `chunk_size`, `progress` as `sg.train`.
 
     **Returns:** a `ProximalFlow`, with `critic` and `history` filled.
 
@@ -408,9 +409,9 @@ def train_w1w2_flow(
                                               for m in (potential, critic))
     state = _State(pparams, cparams, opts[0].init(pparams), opts[1].init(cparams))
     arr = lambda v: jnp.asarray(v, dt)  # noqa: E731
-    step = _FlowStep(pstatic, cstatic, source, data, arr(T), arr(lam), arr(1.0 if L is None else L),
-                     arr(penalty), arr(alpha), opts[0], opts[1], kind, L is not None,
-                     sizes["batch_size"], sizes["n_steps"], sizes["critic_steps"])
+    step = _FlowStep(pstatic, cstatic, source, data, arr(T), arr(lam),
+                     arr(1.0 if L is None else L), arr(penalty), arr(alpha), opts[0], opts[1],
+                     kind, L is not None, sizes["batch_size"], sizes["n_steps"], sizes["critic_steps"])
     state, history = run_chunked(step, state, sizes["steps"], key=run_key, chunk_size=chunk_size,
                                  progress=progress, desc="W1+W2 flow", metric_name="divergence")
     return ProximalFlow(eqx.combine(state.potential, pstatic), arr(T), sizes["n_steps"], lam, L,
