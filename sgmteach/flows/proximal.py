@@ -411,7 +411,8 @@ def train_w1w2_flow(
     arr = lambda v: jnp.asarray(v, dt)  # noqa: E731
     step = _FlowStep(pstatic, cstatic, source, data, arr(T), arr(lam),
                      arr(1.0 if L is None else L), arr(penalty), arr(alpha), opts[0], opts[1],
-                     kind, L is not None, sizes["batch_size"], sizes["n_steps"], sizes["critic_steps"])
+                     kind, L is not None, sizes["batch_size"], sizes["n_steps"],
+                     sizes["critic_steps"])
     state, history = run_chunked(step, state, sizes["steps"], key=run_key, chunk_size=chunk_size,
                                  progress=progress, desc="W1+W2 flow", metric_name="divergence")
     return ProximalFlow(eqx.combine(state.potential, pstatic), arr(T), sizes["n_steps"], lam, L,
