@@ -28,6 +28,7 @@ What is implemented (the authors' loop, `POT_Flow_GAN.py`, as addendum A §3.3 r
   $\mathbb{E}\phi(x_T) + \lambda\,\mathrm{KE}$, Adam with $\beta = (0.5, 0.9)$.
 """
 
+import functools
 from typing import NamedTuple
 
 import diffrax
@@ -60,7 +61,7 @@ def _check_weights(kinetic_weight, lipschitz):
 
 
 def translated_gaussian_flow(
-    m: Float[ArrayLike, " d"],
+    m: ArrayLike,
     sigma: Number,
     kinetic_weight: Number,
     lipschitz: Number | None,
@@ -323,6 +324,13 @@ class _FlowStep(eqx.Module):
         return new, {"divergence": values[-1], "kinetic": ke}
 
 
+@functools.lru_cache(maxsize=32)
+def _adam(lr: float) -> optax.GradientTransformation:
+    """Adam with the authors' betas, cached: an Optax transformation is compared by identity, so
+    a second run with the same rate (and new proximal weights) reuses the compiled chunk."""
+    return optax.adam(lr, b1=0.5, b2=0.9)
+
+
 def _source(source, d, dtype):
     if hasattr(source, "sample") and not isinstance(source, (np.ndarray, jax.Array)):
         if getattr(source, "dim", d) != d:
@@ -404,7 +412,7 @@ def train_w1w2_flow(
     dt = data.dtype
     potential = Potential(d, sizes["width"], sizes["depth"], key=pk, T=T)
     critic = eqx.nn.MLP(d, "scalar", sizes["width"], sizes["depth"], jax.nn.silu, key=ck)
-    opts = (optax.adam(lr, b1=0.5, b2=0.9), optax.adam(critic_lr, b1=0.5, b2=0.9))
+    opts = (_adam(float(lr)), _adam(float(critic_lr)))
     (pparams, pstatic), (cparams, cstatic) = (eqx.partition(m, eqx.is_inexact_array)
                                               for m in (potential, critic))
     state = _State(pparams, cparams, opts[0].init(pparams), opts[1].init(cparams))
