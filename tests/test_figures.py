@@ -41,6 +41,7 @@ FIXED = {
     widgets.LangevinExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2", "xaxis3", "yaxis3"), (), ()),
     # Each weighting has its own window: the loss's scale is lambda times the raw one.
     widgets.ControlVariateExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2"), (), ("weighting",)),
+    widgets.ProximalFlowExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2"), (), ()),
 }
 
 

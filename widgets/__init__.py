@@ -9,6 +9,7 @@ from .base import MAX_DRAWN, AbstractExplorer, default_particles
 from .bound import BoundExplorer
 from .evolution import SampleEvolution
 from .field import ScoreFieldExplorer
+from .flows import ProximalFlowExplorer
 from .nonlinear import ControlVariateExplorer, LangevinExplorer
 from .schedule import NoiseScheduleExplorer
 from .symmetry import SymmetryExplorer
@@ -21,6 +22,7 @@ EXPLORERS = (
     BoundExplorer,
     LangevinExplorer,
     ControlVariateExplorer,
+    ProximalFlowExplorer,
 )
 
 __all__ = [
@@ -35,4 +37,5 @@ __all__ = [
     "BoundExplorer",
     "LangevinExplorer",
     "ControlVariateExplorer",
+    "ProximalFlowExplorer",
 ]
