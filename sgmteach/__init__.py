@@ -1,9 +1,9 @@
-"""sgmteach: score-based generative models (and, planned, mean-field-game flows), taught in JAX.
+"""sgmteach: score-based generative models and mean-field-game flows, taught in JAX.
 
 The core, in the order a learner meets it: forward SDEs, exact targets, score models, losses,
 the training loop, samplers, metrics, the divergence estimators several topics share, and the
-checks tutorials make of their claims. Topics are subpackages: `sg.symmetry` (tutorials 03-04)
-and `sg.nonlinear` (05).
+checks tutorials make of their claims. Topics are subpackages: `sg.symmetry` (tutorials 03-04),
+`sg.nonlinear` (05) and `sg.flows` (06-07).
 """
 
 from . import _xla
