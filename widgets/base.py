@@ -90,6 +90,12 @@ class AbstractExplorer(W.VBox):
             raise TypeError(f"main_control {self.main_control!r} is not a control of "
                             f"{type(self).__name__}: {list(self.sliders)}")
         self.fig = self._figure()
+        # Trace names given at construction did not reach the browser's legend ("trace 3"),
+        # while names set by the first draw did (tests/browser screenshots, tutorials 05 and
+        # 07). So every name is held back here and set again by the first `update`.
+        self._held_names = [t.name for t in self.fig.data]
+        for trace in self.fig.data:
+            trace.name = None
         self.status = W.Label(value="")
         for name, control in self.sliders.items():
             control.observe(self._on_change(name), names="value")
@@ -143,6 +149,7 @@ class AbstractExplorer(W.VBox):
             text = self._status_text(result)
             with self.fig.batch_update():
                 self._draw(result)
+            self._restore_names()  # after the batch: inside it, a trace reads its old values
         except (ValueError, eqx.EquinoxRuntimeError, ArithmeticError) as err:
             return self._failed(err, f"⚠ {_one_line(err)}")
         except Exception as err:  # the kernel must live on whatever a control does
@@ -152,6 +159,15 @@ class AbstractExplorer(W.VBox):
         return True
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _restore_names(self) -> None:
+        """Set the names held back at construction on traces `_draw` left unnamed (once)."""
+        if self._held_names is None:
+            return
+        for trace, name in zip(self.fig.data, self._held_names, strict=True):
+            if trace.name is None and name is not None:
+                trace.name = name
+        self._held_names = None
+
     def _failed(self, err: BaseException, message: str) -> bool:
         self.last_error = err
         self.status.value = message
