@@ -203,7 +203,9 @@ def ring(k: int = 8, radius: float = 4.0, std: float = 0.3, *, dim: int = 2, pha
     r"""`k` equal Gaussians of standard deviation `std` on a circle of `radius`.
 
     Invariant under the rotations by $2\pi/k$ (the cyclic group $C_k$). With `dim > 2` the
-    circle lies in the first two coordinates.
+    circle lies in the first two coordinates; the components stay isotropic, so the other
+    coordinates carry noise of the same `std` (a thin slab, not a set of lower dimension: for
+    data on a 2-D plane, zero-pad 2-D samples instead).
     """
     _check_count("k", k)
     angles = phase + 2 * jnp.pi * jnp.arange(k) / k

@@ -383,7 +383,10 @@ def train_w1w2_flow(
       1e-4/2e-5 over 25 000 iterations, are raised here for a laptop budget); `penalty`, the
       gradient-penalty weight (100, as the core's critics: at 10 the critic's slope reached
       1.5 L on translated Gaussians, at 100 within 5% of L at the pushed points);
-      `chunk_size`, `progress` as `sg.train`.
+      `chunk_size`, `progress` as `sg.train`. Runs with the same sizes, rates, `divergence`,
+      `lipschitz is None` and `chunk_size` share one compiled chunk, whatever `kinetic_weight`
+      and `lipschitz` are; the default chunk is `ceil(steps / 20)`, so a new `steps` compiles
+      again unless `chunk_size` is fixed.
 
     **Returns:** a `ProximalFlow`, with `critic` and `history` filled.
 
