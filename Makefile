@@ -19,7 +19,7 @@
 #   Binder environment build            ~2 min
 #   each tutorial                       ~1-1.5 min idle, ~3 min slow (nbval + peak memory)
 #   plus building .venv (under a minute with a warm pip cache) and installing chromium.
-#   Today, 4 tutorials: ~17 min idle, 38 min slow; must stay well inside CI's 90 minutes.
+#   Today, 7 tutorials: measured ~30 min idle (2026-12-03); must stay well inside 90 minutes.
 #   Planned, 11 tutorials: ~8 + 2 + 16 = ~26 min idle; keep it under 45 min idle.
 
 PYTHON ?= python3
