@@ -108,9 +108,6 @@ def f_alpha_conjugate(y: Real[ArrayLike, "*shape"], alpha: Number) -> Float[Arra
     )
 
 
-DIVERGENCES = ("kl", "w1", "alpha")
-
-
 def check_divergence(divergence) -> tuple[str, float]:
     """`(kind, alpha)` from `"kl"`, `"w1"` or `("alpha", a)` with `a > 1` (`alpha` is 2.0 unless
     the kind is `"alpha"`), or `ValueError` naming the accepted forms."""

@@ -38,7 +38,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_finite, check_time, float_array, positive_int
 from .._types import Key
-from ..losses import WEIGHTINGS, dsm_loss
+from ..losses import WEIGHTINGS, _noised, dsm_loss
 from ..sde import AbstractSDE, check_linear
 from ..train import train
 
@@ -236,8 +236,7 @@ class HJBLoss(eqx.Module):
 
     def residual_penalty(self, model, sde, x0, t, *, key: Key):
         r"""$\frac1n\sum_i\|c(t_i) R(x_{t_i}, t_i)\|_p^p$ at the noised points of `key`."""
-        m, s = jax.vmap(sde.marginal_mean_std)(t)
-        xt = m[:, None] * x0 + s[:, None] * jr.normal(key, x0.shape)  # as dsm_loss draws them
+        xt, _, s = _noised(sde, x0, t, key)  # the points dsm_loss draws with this key
         r = jnp.stack(jax.vmap(lambda xi, ti: _terms_point(model, sde, xi, ti, None))(xt, t))
         r = jnp.sum(r, axis=0)
         if self.scaling == "sigma3":
