@@ -50,11 +50,10 @@ def _label(lam, L) -> str:
 
 @eqx.filter_jit
 def _exact(m, lam, L, t, x0, lam_grid):
-    """Exact particles at t, the displacement, and s*(λ) over `lam_grid` at L and at L = ∞."""
+    """Exact particles at t, the displacement, and s*(λ) over `lam_grid` at L (L = ∞: off)."""
     disp = flows.translated_gaussian_flow(m, 1.0, lam, L)
     curve = jax.vmap(lambda lg: flows.translated_gaussian_flow(m, 1.0, lg, L)[0])(lam_grid)
-    free = jax.vmap(lambda lg: flows.translated_gaussian_flow(m, 1.0, lg, None)[0])(lam_grid)
-    return x0 + t * disp[None], disp, curve, free
+    return x0 + t * disp[None], disp, curve
 
 
 class _Learned(NamedTuple):
@@ -75,7 +74,6 @@ class _Frame(NamedTuple):
     particles: np.ndarray
     disp: np.ndarray
     curve: np.ndarray
-    free: np.ndarray
     learned: _Learned
 
 
@@ -111,6 +109,11 @@ class ProximalFlowExplorer(AbstractExplorer):
         self.x0 = jr.normal(xk, (int(n), 2))
         self.data = np.asarray(M) + np.asarray(jr.normal(dk, (int(n), 2)))
         self._lam_grid = jnp.linspace(0.0, LAMBDA_MAX, 201)
+        # Fixed for every frame: computed once, not per move.
+        self._grid_np = np.asarray(self._lam_grid)
+        self._free = np.asarray(jax.vmap(lambda lg: flows.translated_gaussian_flow(
+            self._m, 1.0, lg, None)[0])(self._lam_grid))  # the exact curve at L = ∞
+        self._path_starts = np.asarray(self.x0[:DRAWN_PATHS])
         learned = default_learned_flows() if learned is None else tuple(learned)
         if not learned:
             raise ValueError("learned must hold at least one (kinetic_weight, lipschitz, flow).")
@@ -187,16 +190,16 @@ class ProximalFlowExplorer(AbstractExplorer):
         t = k / N_SAVES
         out = _exact(self._m, jnp.asarray(lam), jnp.asarray(np.inf if L is None else L),
                      jnp.asarray(t), self.x0, self._lam_grid)
-        particles, disp, curve, free = (np.asarray(a) for a in out)
+        particles, disp, curve = (np.asarray(a) for a in out)
         if not (np.isfinite(particles).all() and np.isfinite(curve).all()):
             raise FloatingPointError("the exact flow gave non-finite values")
-        return _Frame(t, k, lam, L, particles, disp, curve, free, self.learned[v["learned"]])
+        return _Frame(t, k, lam, L, particles, disp, curve, self.learned[v["learned"]])
 
     def _draw(self, r: _Frame):
         _, learned_pts, learned_lines, exact_pts, exact_lines, curve, free, now, marks = \
             self.fig.data
         exact_pts.x, exact_pts.y = r.particles[:, 0], r.particles[:, 1]
-        x0 = np.asarray(self.x0[:DRAWN_PATHS])
+        x0 = self._path_starts
         seg = np.stack([x0, x0 + r.disp, np.full_like(x0, np.nan)], 1).reshape(-1, 2)
         exact_lines.x, exact_lines.y = seg[:, 0], seg[:, 1]
         lp = r.learned.paths
@@ -205,10 +208,10 @@ class ProximalFlowExplorer(AbstractExplorer):
         lines = lines.transpose(1, 0, 2).reshape(-1, 2)
         learned_lines.x, learned_lines.y = lines[:, 0], lines[:, 1]
         learned_pts.name = f"learned flow ({r.learned.label}): particles at t"
-        grid = np.asarray(self._lam_grid)
+        grid = self._grid_np
         curve.x, curve.y = grid, r.curve
         curve.name = f"exact s*(λ) at L = {'∞ (off)' if r.L is None else f'{r.L:.2f}'}"
-        free.x, free.y = grid, r.free
+        free.x, free.y = grid, self._free
         now.x, now.y = [r.lam], [float(np.linalg.norm(r.disp))]
         items = list(self.learned.values())
         marks.x, marks.y = [it.lam for it in items], [it.mean for it in items]
