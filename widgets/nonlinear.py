@@ -229,14 +229,13 @@ class ControlVariateExplorer(AbstractExplorer):
             "spread of the per-sample loss against the step h",
             "|loss − mean| of each sample, at the current h"))
         err = dict(type="data", visible=True, thickness=1.0, width=2)
-        # Traces 0 and 2 are named in `_draw`: names given here did not reach the browser.
-        fig.add_trace(go.Scatter(mode="lines+markers", name="", error_y=err,
+        fig.add_trace(go.Scatter(mode="lines+markers", name="raw loss", error_y=err,
                                  line=dict(color=RAW), marker=dict(size=5), legendgroup="raw"),
                       1, 1)
         fig.add_trace(go.Scatter(mode="lines+markers", name="controlled loss", error_y=err,
                                  line=dict(color=CONTROLLED), marker=dict(size=5),
                                  legendgroup="cv"), 1, 1)
-        fig.add_trace(go.Scatter(mode="lines", name="",
+        fig.add_trace(go.Scatter(mode="lines", name=THEORY_NAME,
                                  line=dict(color=THEORY, dash="dash")), 1, 1)
         fig.add_trace(go.Scatter(mode="markers", name="at the current h", showlegend=False,
                                  marker=dict(size=11, symbol="diamond", color=[RAW, CONTROLLED],
@@ -270,10 +269,9 @@ class ControlVariateExplorer(AbstractExplorer):
         raw_c, cv_c, theory, now, raw_h, cv_h = self.fig.data
         lo, hi, top, spreads = self._window[r.weighting]
         name = _CV_NAMES[r.cv]
-        # Names and fixed coordinates are (re)set here, not only at construction: in the
-        # browser the construction-time values of these traces did not reach the figure
-        # (the legend read "trace 0"; tests/browser screenshots).
-        raw_c.name, theory.name = "raw loss", THEORY_NAME
+        # The fixed coordinates are set here, not only at construction: in the browser the
+        # construction-time values of these traces did not reach the figure (tests/browser
+        # screenshots). Names need no such care: AbstractExplorer sets them after the first draw.
         raw_c.x, raw_c.y = H_GRID, r.curves.raw[:, 0]
         raw_c.error_y.array = r.curves.raw[:, 1]
         theory.x, theory.y = H_GRID, r.theory
