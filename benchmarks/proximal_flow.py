@@ -4,8 +4,9 @@ r"""Time per training step of `sg.flows.train_w1w2_flow` against a PyTorch eager
 potential $U_\theta(x, t)$ (tanh MLP on $[x, t/T]$, 3 hidden layers of 32), velocity
 $v = -\nabla_x U_\theta$, rolled out by 5 explicit Euler steps on $[0, 1]$ with the kinetic
 energy carried along; a critic $\phi$ (SiLU MLP, 3 x 32). One training step = 5 critic steps
-(ascent on the Donsker-Varadhan objective $\mathbb{E}_{\text{gen}}\phi - \log\mathbb{E}_{\text{data}}
-e^\phi$ minus 100 times the one-sided gradient penalty at $L = 1$ on random interpolates, each on a
+(ascent on the Donsker-Varadhan objective
+$\mathbb{E}_{\text{gen}}\phi - \log\mathbb{E}_{\text{data}} e^\phi$ minus 100 times the
+one-sided gradient penalty at $L = 1$ on random interpolates, each on a
 fresh rollout of a fresh source batch) and 1 flow step (descent on
 $\mathbb{E}\phi(x_T) + \lambda\,\mathrm{KE}$, $\lambda = 0.5$, gradient through the rollout);
 Adam $\beta = (0.5, 0.9)$, rates 2e-3. Source $N(0, I)$, target $N((4, 0, ...), I)$, batch 256,

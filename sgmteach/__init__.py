@@ -3,7 +3,7 @@
 The core, in the order a learner meets it: forward SDEs, exact targets, score models, losses,
 the training loop, samplers, metrics, the divergence estimators several topics share, and the
 checks tutorials make of their claims. Topics are subpackages: `sg.symmetry` (tutorials 03-04),
-`sg.nonlinear` (05) and `sg.flows` (06-07).
+`sg.nonlinear` (05), `sg.flows` (06-07), `sg.particles` (08) and `sg.tails` (09).
 """
 
 from . import _xla
@@ -47,6 +47,7 @@ from .divergences import CriticEstimate as CriticEstimate
 from .divergences import expected_mmd2 as expected_mmd2
 from .divergences import f_alpha as f_alpha
 from .divergences import f_alpha_conjugate as f_alpha_conjugate
+from .divergences import huber_kl as huber_kl
 from .divergences import lipschitz_alpha_divergence as lipschitz_alpha_divergence
 from .divergences import lipschitz_kl_divergence as lipschitz_kl_divergence
 from .divergences import mmd2 as mmd2
@@ -63,5 +64,7 @@ from .claims import expect_true as expect_true
 from . import symmetry as symmetry
 from . import nonlinear as nonlinear
 from . import flows as flows
+from . import particles as particles
+from . import tails as tails
 
 __version__ = "0.1.0"

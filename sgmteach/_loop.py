@@ -59,6 +59,7 @@ def run_chunked(
     progress: bool = True,
     desc: str = "training",
     metric_name: str = "loss",
+    on_chunk: Callable | None = None,
 ):
     """Run `steps` calls of `state, metric = step(state, key)` in compiled chunks.
 
@@ -70,6 +71,8 @@ def run_chunked(
     - `chunk_size`: steps per compiled chunk (default: about 20 bar updates).
     - `progress`: show a `tqdm.auto` bar; `desc` its label; `metric_name` the name under which
       the chunk mean of the (first leaf of the) metric is shown.
+    - `on_chunk`: called as `on_chunk(state, steps_done)` after each chunk (to keep snapshots
+      of the state: a particle flow saves its frames so, with `chunk_size` its frame spacing).
 
     **Returns:** `(state, metrics)`: the final state and the metric of each step, a pytree of
     NumPy arrays of shape `(steps,)`.
@@ -89,6 +92,9 @@ def run_chunked(
             metrics.append(metric)
             first = jax.tree_util.tree_leaves(metric)[0]
             bar.update(len(first))
-            bar.set_postfix({metric_name: f"{first.mean():.4f}"})
+            finite = first[np.isfinite(first)]  # a flow that stopped records NaN
+            bar.set_postfix({metric_name: f"{finite.mean() if finite.size else np.nan:.4f}"})
+            if on_chunk is not None:
+                on_chunk(state, min((c + 1) * chunk, steps))
     merged = jax.tree_util.tree_map(lambda *ms: np.concatenate(ms), *metrics)
     return state, merged
