@@ -119,6 +119,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/equivariant_cost.py
 	$(BIN)/python benchmarks/control_variate.py
 	$(BIN)/python benchmarks/proximal_flow.py
+	$(BIN)/python benchmarks/gpa.py
 
 # The README's screenshots: the browser test's before/after pictures of one explorer's move.
 screenshots: $(DEV_STAMP)

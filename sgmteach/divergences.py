@@ -111,13 +111,13 @@ def f_alpha_conjugate(y: Real[ArrayLike, "*shape"], alpha: Number) -> Float[Arra
 
 
 def check_divergence(divergence) -> tuple[str, float]:
-    """`(kind, alpha)` from `"kl"`, `"w1"` or `("alpha", a)` with `a > 1` (`alpha` is 2.0 unless
-    the kind is `"alpha"`), or `ValueError` naming the accepted forms."""
-    if isinstance(divergence, str) and divergence in ("kl", "w1"):
+    """`(kind, alpha)` from `"kl"`, `"kl_lt"`, `"w1"` or `("alpha", a)` with `a > 1` (`alpha` is
+    2.0 unless the kind is `"alpha"`), or `ValueError` naming the accepted forms."""
+    if isinstance(divergence, str) and divergence in ("kl", "kl_lt", "w1"):
         return divergence, 2.0
     if (isinstance(divergence, tuple) and len(divergence) == 2 and divergence[0] == "alpha"):
         return "alpha", _alpha(divergence[1])
-    raise ValueError(f'divergence must be "kl", "w1" or ("alpha", a) with a > 1, got '
+    raise ValueError(f'divergence must be "kl", "kl_lt", "w1" or ("alpha", a) with a > 1, got '
                      f"{divergence!r}.")
 
 
@@ -126,6 +126,8 @@ def _objective(fx, fy, kind: str, alpha):
         second = jnp.mean(fy)
     elif kind == "kl":  # log E_Q e^f, stably
         second = jax.nn.logsumexp(fy) - jnp.log(fy.shape[0])
+    elif kind == "kl_lt":  # E_Q (e^f - 1): no normalisation can guard this exponential
+        second = jnp.mean(jnp.exp(fy) - 1)
     else:
         second = jnp.mean(f_alpha_conjugate(fy, alpha))
     return jnp.mean(fx) - second
@@ -138,6 +140,11 @@ def variational_objective(fx: Float[Array, " n"], fy: Float[Array, " m"],
     - `"kl"`: $\mathbb{E}_P\gamma - \log\mathbb{E}_Q e^{\gamma}$, the Donsker-Varadhan form of
       $\mathrm{KL}(P\|Q)$ (its supremum over all $\gamma$ is KL; over $\mathrm{Lip}\,\gamma\le L$
       the Lipschitz-regularised KL). It is unchanged when a constant is added to $\gamma$.
+    - `"kl_lt"`: $\mathbb{E}_P\gamma - \mathbb{E}_Q(e^{\gamma} - 1)$, the Legendre form
+      ($f(x) = x\log x - x + 1$, $f^*(y) = e^y - 1$; the GPA code's "LT" KL). The same
+      supremum, but its weights $e^{\gamma(y_j)}$ are not normalised: on heavy-tailed $Q$ a
+      critic of slope $L$ reaches $e^{L|y|}$, which overflows float32 once $L|y| > 88$. Here to
+      show that failure; `"kl"` is the form to use.
     - `"w1"`: $\mathbb{E}_P\gamma - \mathbb{E}_Q\gamma$ (over $\mathrm{Lip}\,\gamma\le L$:
       $L\,W_1$).
     - `("alpha", a)`: $\mathbb{E}_P\gamma - \mathbb{E}_Q f_a^*(\gamma)$, `f_alpha_conjugate`

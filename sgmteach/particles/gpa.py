@@ -220,8 +220,10 @@ def gpa(
     **Arguments:**
 
     - `particles` `(M, d)`: the source draws, moved; `data` `(N, d)`: the target samples.
-    - `divergence`: `"kl"` (Donsker-Varadhan, the authors' default) or `("alpha", a)`, $a > 1$
-      (the heavy-tail paper's $f_\alpha$); evaluated by `sg.variational_objective`.
+    - `divergence`: `"kl"` (Donsker-Varadhan with log-sum-exp, the authors' default),
+      `"kl_lt"` (KL in Legendre form, as the authors' heavy-tail code: unstable on heavy tails,
+      there to show it) or `("alpha", a)`, $a > 1$ (the heavy-tail paper's $f_\alpha$);
+      evaluated by `sg.variational_objective`.
     - `lipschitz`: the bound $L > 0$ of the discriminator, or `None` (no bound: the flow of the
       plain divergence, which diverges on empirical data); `norm`: `"spectral"` (exact, the
       default) or `"frobenius"` (the authors' code; a looser, slower bound at the same $L$).
@@ -245,8 +247,8 @@ def gpa(
     """
     kind, alpha = check_divergence(divergence)
     if kind == "w1":
-        raise ValueError('divergence must be "kl" or ("alpha", a) for a particle flow: the W1 '
-                         "flow's discriminator has no unique optimiser to follow.")
+        raise ValueError('divergence must be "kl", "kl_lt" or ("alpha", a) for a particle '
+                         "flow: the W1 flow's discriminator has no unique optimiser to follow.")
     check_norm(norm)
     L = None if lipschitz is None else _positive(
         "lipschitz", lipschitz, " (the discriminator's Lipschitz bound), or None for no bound")
