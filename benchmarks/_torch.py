@@ -148,6 +148,25 @@ def thread_counts() -> list[int]:
     return sorted({1, DEFAULT_THREADS})
 
 
+def time_per_step(make, steps: int, warm_up: int = 3) -> float:
+    """Seconds per `step()` of a PyTorch loop, the faster over `thread_counts()`.
+
+    `make()` builds a fresh object with a `step()` method (a training or transport loop); it is
+    warmed up for `warm_up` steps, then timed over `steps`.
+    """
+    best = math.inf
+    for k in thread_counts():
+        torch.set_num_threads(k)
+        loop = make()
+        for _ in range(warm_up):
+            loop.step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            loop.step()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
 def with_threads(k: int, fn):
     """`fn` with PyTorch's intra-op thread count set to `k` for each call."""
     def run(*args, **kwargs):

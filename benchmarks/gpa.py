@@ -33,7 +33,7 @@ import jax
 import jax.random as jr
 import numpy as np
 import torch
-from _torch import thread_counts
+from _torch import time_per_step
 
 import sgmteach as sg
 from sgmteach import particles
@@ -104,17 +104,7 @@ def time_sgmteach(y0, data):
 
 
 def time_torch(y0, data):
-    best = math.inf
-    for k in thread_counts():
-        torch.set_num_threads(k)
-        flow = TorchGPA(y0, data)
-        for _ in range(3):  # warm-up
-            flow.step()
-        start = time.perf_counter()
-        for _ in range(STEPS):
-            flow.step()
-        best = min(best, (time.perf_counter() - start) / STEPS)
-    return best
+    return time_per_step(lambda: TorchGPA(y0, data), STEPS)
 
 
 def main():

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import torch
-from _torch import thread_counts
+from _torch import time_per_step
 
 import sgmteach as sg
 from sgmteach import flows
@@ -124,17 +124,7 @@ def time_sgmteach(d, data):
 
 
 def time_torch(d, data):
-    best = math.inf
-    for k in thread_counts():
-        torch.set_num_threads(k)
-        flow = TorchFlow(d, data)
-        for _ in range(3):  # warm-up
-            flow.step()
-        start = time.perf_counter()
-        for _ in range(STEPS):
-            flow.step()
-        best = min(best, (time.perf_counter() - start) / STEPS)
-    return best
+    return time_per_step(lambda: TorchFlow(d, data), STEPS)
 
 
 def main():
