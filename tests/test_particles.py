@@ -329,3 +329,14 @@ def test_gpa_bad_points():
     # integer data is converted, not refused
     run = P.gpa(jnp.zeros((4, 2)), jnp.ones((4, 2), int), **kw)
     assert run.particles.dtype == np.float32
+
+
+def test_unseen_particles_never_stop_a_run():
+    # an unseen particle far beyond the escape radius is moved (or left) but the run goes on
+    x = MOG.sample(64, key=jr.key(1))
+    y0 = 0.5 * jr.normal(jr.key(0), (64, 2))
+    far = jnp.array([[1e6, 0.0], [0.0, 0.0]])
+    run = P.gpa(y0, x, lipschitz=1.0, step=0.1, steps=30, key=jr.key(0), unseen=far,
+                progress=False)
+    assert not run.diverged and np.all(np.isfinite(run.unseen))
+    assert np.linalg.norm(run.unseen[0] - far[0]) <= 30 * 0.1 + 1e-3  # speed limit holds

@@ -30,7 +30,13 @@ regularisation as a Courant-Friedrichs-Lewy condition (its abstract); `cfl_step`
 step size. Without the bound (`lipschitz=None`) the discriminator's slope is unbounded where the
 particles and the data do not overlap and no fixed step is safe: a run whose particles leave
 `escape_radius` or turn non-finite is **stopped** there (the particles keep their last finite
-positions, later history entries are NaN) and `GPARun.diverged_at` says when.
+positions, later history entries are NaN, the remaining steps are skipped) and
+`GPARun.diverged_at` says when. Unseen particles never stop a run.
+
+**A flat discriminator.** $I_n \to 0$ at convergence, but not only then: a ReLU
+discriminator can be flat at every particle (each unit inactive or constant there), and the
+flow stalls without having arrived. Judge convergence by a distance to the data, not by
+$I_n$ alone.
 """
 
 import functools
@@ -107,8 +113,7 @@ class _GPAStep(eqx.Module):
         mlp = project(eqx.combine(params, self.static), self.lipschitz, self.norm)
         return eqx.partition(mlp, eqx.is_inexact_array)[0]
 
-    def __call__(self, state: _State, key):
-        del key  # full batch: the step is deterministic
+    def _move(self, state: _State):
         y = state.particles
 
         def loss(params):
@@ -125,26 +130,36 @@ class _GPAStep(eqx.Module):
         (params, _), _ = jax.lax.scan(inner, (state.params, self.opt.init(state.params)),
                                       None, length=self.critic_steps)
         f = eqx.combine(params, self.static)
-        fy, grad = jax.vmap(jax.value_and_grad(f))(y)
+        grad = jax.vmap(jax.grad(f))(y)
         value = -loss(params)
         speed = jnp.linalg.norm(grad, axis=-1)
         new_y = y - self.step * grad
         new_u = state.unseen - self.step * jax.vmap(jax.grad(f))(state.unseen)
-        radius = jnp.max(jnp.linalg.norm(y, axis=-1))
-        bad = (~jnp.all(jnp.isfinite(new_y)) | ~jnp.all(jnp.isfinite(new_u))
-               | ~jnp.isfinite(value)
+        # an unseen particle never stops the run: one that would turn non-finite stays put
+        new_u = jnp.where(jnp.all(jnp.isfinite(new_u), axis=-1, keepdims=True), new_u,
+                          state.unseen)
+        bad = (~jnp.all(jnp.isfinite(new_y)) | ~jnp.isfinite(value)
                | (jnp.max(jnp.linalg.norm(new_y, axis=-1)) > self.escape))
-        stop = state.stopped | bad
-        keep = lambda new, old: jnp.where(stop, old, new)  # noqa: E731
+        keep = lambda new, old: jnp.where(bad, old, new)  # noqa: E731
         n = state.n + 1
         new = _State(keep(new_y, y), keep(new_u, state.unseen),
-                     jax.tree_util.tree_map(keep, params, state.params), stop,
-                     jnp.where(bad & ~state.stopped, n, state.stop_step), n)
+                     jax.tree_util.tree_map(keep, params, state.params), bad,
+                     jnp.where(bad, n, state.stop_step), n)
         fisher = jnp.mean(speed**2)
-        metrics = {"divergence": value, "fisher": fisher, "kinetic": fisher / 2,
-                   "max_grad": jnp.max(speed), "radius": radius}
-        nan = jnp.asarray(jnp.nan, y.dtype)
-        return new, {k: jnp.where(state.stopped, nan, v) for k, v in metrics.items()}
+        return new, {"divergence": value, "fisher": fisher, "kinetic": fisher / 2,
+                     "max_grad": jnp.max(speed),
+                     "radius": jnp.max(jnp.linalg.norm(y, axis=-1))}
+
+    def _stopped(self, state: _State):
+        nan = jnp.asarray(jnp.nan, state.particles.dtype)
+        names = ("divergence", "fisher", "kinetic", "max_grad", "radius")
+        return state._replace(n=state.n + 1), {k: nan for k in names}
+
+    def __call__(self, state: _State, key):
+        del key  # full batch: the step is deterministic
+        # a stopped run skips its remaining steps (lax.cond runs one branch)
+        return jax.lax.cond(state.stopped, lambda s: self._stopped(s), lambda s: self._move(s),
+                            state)
 
 
 @functools.lru_cache(maxsize=32)
@@ -226,7 +241,8 @@ def gpa(
       evaluated by `sg.variational_objective`.
     - `lipschitz`: the bound $L > 0$ of the discriminator, or `None` (no bound: the flow of the
       plain divergence, which diverges on empirical data); `norm`: `"spectral"` (exact, the
-      default) or `"frobenius"` (the authors' code; a looser, slower bound at the same $L$).
+      default) or `"frobenius"` (the authors' code: a looser bound at the same $L$, slower
+      wherever the layers cannot align to rank one; `lipschitz.py`).
     - `step` $\Delta t > 0$ (see `cfl_step`) and `steps`; `key`: the discriminator's
       initialisation (keyword only, as all here).
     - `critic_steps`, `lr`: discriminator updates per step (Adam, moments reset each step);
