@@ -42,6 +42,9 @@ FIXED = {
     # Each weighting has its own window: the loss's scale is lambda times the raw one.
     widgets.ControlVariateExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2"), (), ("weighting",)),
     widgets.ProximalFlowExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2"), (), ()),
+    widgets.ParticleFlowExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2", "xaxis3", "yaxis3"),
+                                   (), ()),
+    widgets.TailsExplorer: (("xaxis", "yaxis", "xaxis2", "yaxis2"), (), ()),
 }
 
 

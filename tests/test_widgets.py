@@ -150,7 +150,7 @@ def explorer(request):
 
 # -- the contract ----------------------------------------------------------------------------
 def test_registry():
-    assert len(set(widgets.EXPLORERS)) == len(widgets.EXPLORERS) == 8
+    assert len(set(widgets.EXPLORERS)) == len(widgets.EXPLORERS) == 10
     for cls in widgets.EXPLORERS:
         assert issubclass(cls, widgets.AbstractExplorer) and cls.__name__ in widgets.__all__
     for name in widgets.__all__:

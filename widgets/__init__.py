@@ -11,6 +11,7 @@ from .evolution import SampleEvolution
 from .field import ScoreFieldExplorer
 from .flows import ProximalFlowExplorer
 from .nonlinear import ControlVariateExplorer, LangevinExplorer
+from .particles import ParticleFlowExplorer, TailsExplorer
 from .schedule import NoiseScheduleExplorer
 from .symmetry import SymmetryExplorer
 
@@ -23,6 +24,8 @@ EXPLORERS = (
     LangevinExplorer,
     ControlVariateExplorer,
     ProximalFlowExplorer,
+    ParticleFlowExplorer,
+    TailsExplorer,
 )
 
 __all__ = [
@@ -38,4 +41,6 @@ __all__ = [
     "LangevinExplorer",
     "ControlVariateExplorer",
     "ProximalFlowExplorer",
+    "ParticleFlowExplorer",
+    "TailsExplorer",
 ]

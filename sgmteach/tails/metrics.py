@@ -40,15 +40,15 @@ def _survival(reference) -> Callable | None:
 
 
 def _quantile(survival, p):
-    """The r with survival(r) = 1 - p, by bisection in log r (survival decreasing)."""
-    lo, hi = -20.0, 40.0
-    for _ in range(200):
+    """The r with survival(r) = 1 - p for each level p, by bisection in log r (survival
+    decreasing), all levels at once: 64 halvings of [e^-20, e^40] reach 3e-18 in log r."""
+    p = np.asarray(p, np.float64)
+    lo, hi = np.full(p.shape, -20.0), np.full(p.shape, 40.0)
+    for _ in range(64):
         mid = 0.5 * (lo + hi)
-        if survival(np.exp(mid)) > 1 - p:
-            lo = mid
-        else:
-            hi = mid
-    return float(np.exp(0.5 * (lo + hi)))
+        above = survival(np.exp(mid)) > 1 - p
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return np.exp(0.5 * (lo + hi))
 
 
 def _hist_ccdf(values, edges):
@@ -108,7 +108,8 @@ def radial_ccdf_l1(
     ref_r = None if ref is None else np.linalg.norm(ref, axis=1)
     bins = positive_int("bins", bins)
     if r_max is None:
-        r_max = 3 * (np.quantile(ref_r, 0.99) if ref is not None else _quantile(survival, 0.99))
+        r_max = 3 * float(np.quantile(ref_r, 0.99) if ref is not None
+                          else _quantile(survival, 0.99))
     if not (np.isfinite(r_max) and r_max > r_min >= 0):
         raise ValueError(f"need 0 <= r_min < r_max, got r_min={r_min}, r_max={r_max}.")
     edges = np.linspace(0.0, float(r_max), bins + 1)
@@ -168,7 +169,7 @@ def tail_log_error(
     r = np.linalg.norm(x, axis=1)
     survival = _survival(reference)
     if survival is not None:
-        t = np.array([_quantile(survival, q) for q in p])
+        t = _quantile(survival, p)
         s_ref = survival(t)
     else:
         ref_r = np.linalg.norm(_values(reference, "reference"), axis=1)
