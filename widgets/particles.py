@@ -86,6 +86,22 @@ def _fmt(x) -> str:
     return f"{x:.3g}"
 
 
+def _mark_stop(trace, stopped_at, values, fallback: float) -> None:
+    """Put the "run stopped" marker at the stop step, at the last finite value of `values`."""
+    if stopped_at is None:
+        trace.x, trace.y = [], []
+        return
+    finite = values[np.isfinite(values)]
+    trace.x, trace.y = [stopped_at], [float(finite[-1]) if finite.size else fallback]
+
+
+def _fate(stopped_at, bounded: bool, bounded_text: str, free_text: str) -> str:
+    """The title's second line: where a run stopped, or what its bound means."""
+    if stopped_at is not None:
+        return f"stopped at step {stopped_at}: the particles left the escape radius"
+    return bounded_text if bounded else free_text
+
+
 def _log_range(lo: float, hi: float) -> list:
     return [float(np.log10(lo)), float(np.log10(hi))]
 
@@ -263,18 +279,11 @@ class ParticleFlowExplorer(AbstractExplorer):
         else:
             limit.x, limit.y = [0, STEPS], [r.L, r.L]
             limit.name = f"speed limit L = {r.L:.3g}"
-        if run.stopped_at is None:
-            stop.x, stop.y = [], []
-        else:
-            finite = run.max_grad[np.isfinite(run.max_grad)]
-            stop.x = [run.stopped_at]
-            stop.y = [float(finite[-1]) if finite.size else SPEED_RANGE[1]]
+        _mark_stop(stop, run.stopped_at, run.max_grad, SPEED_RANGE[1])
         L = "off" if r.L is None else f"{r.L:.3g}"
         norm = "" if r.L is None else f" ({'Frobenius' if r.bound == 'frobenius' else r.bound})"
-        fate = (f"stopped at step {run.stopped_at}: the particles left the escape radius"
-                if run.stopped_at is not None else
-                "a particle moves at most L·Δt per step" if r.L is not None else
-                "no bound: the discriminator's slope is unbounded, so is the step")
+        fate = _fate(run.stopped_at, r.L is not None, "a particle moves at most L·Δt per step",
+                     "no bound: the discriminator's slope is unbounded, so is the step")
         self.fig.layout.title.text = (
             f"GPA to four Gaussians, {_divergence_label(r.divergence)}: L = {L}{norm}, "
             f"Δt = {r.step:.3g}, step {s} of {STEPS}<br><span style='font-size:12px'>{fate}"
@@ -478,17 +487,11 @@ class TailsExplorer(AbstractExplorer):
             bound.x, bound.y = [reach] * 2, [self._ylo, top]
             bound.name = f"speed bound max|Y₀| + LΔt·n = {reach:.4g}"
             bound_n.x, bound_n.y = steps, r.y0_max + r.L * r.step * steps
-        if r.stopped_at is None:
-            stop.x, stop.y = [], []
-        else:
-            finite = r.radius[np.isfinite(r.radius)]
-            stop.x, stop.y = [r.stopped_at], [float(finite[-1]) if finite.size else 1.0]
+        _mark_stop(stop, r.stopped_at, r.radius, 1.0)
         gen.name = f"generated ({_gpa_label(r.divergence)})"
         L = "off" if r.L is None else f"{r.L:g}"
-        fate = (f"stopped at step {r.stopped_at}: the particles left the escape radius"
-                if r.stopped_at is not None else
-                "the tail fills at most L·Δt per step" if r.L is not None else
-                "no bound: no speed limit")
+        fate = _fate(r.stopped_at, r.L is not None, "the tail fills at most L·Δt per step",
+                     "no bound: no speed limit")
         self.fig.layout.title.text = (
             f"{_gpa_label(r.divergence)} to a 2-D Student-t, ν = {r.nu:.2g}: L = {L},"
             f" Δt = {r.step:.3g}, {TAIL_STEPS} steps<br><span style='font-size:12px'>{fate}; "
